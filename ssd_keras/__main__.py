@@ -1,0 +1,48 @@
+"""Command line: ``python -m ssd_keras <command> ...``.
+
+Each command lives beside the code it drives and registers its own sub-parser
+through a ``register(subparsers)`` function that sets ``func`` on its parser.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# command module -> imported lazily so `--help` stays fast and commands are independent
+COMMAND_MODULES = (
+    "ssd_keras.digits_job",          # digits (main job)
+    "ssd_keras.training",            # train
+    "ssd_keras.evaluation.cli",      # evaluate
+    "ssd_keras.data.check",          # check-data
+    "ssd_keras.data.download",       # download
+    "ssd_keras.demo",                # demo
+    "ssd_keras.weights",             # weights (fetch / register)
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ssd_keras",
+        description="SSD object detection for Keras 3: train, evaluate, check data, download.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

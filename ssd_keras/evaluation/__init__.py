@@ -1,0 +1,1 @@
+"""Evaluation: VOC devkit-exact mAP, COCO metrics (pycocotools), intermediate-mAP callback."""
