@@ -1,2 +1,17 @@
-"""ssd_keras: SSD object detection for Keras 3."""
+"""ssd_keras: SSD object detection for Keras 3.
+
+Quick tour::
+
+    import ssd_keras
+    config = ssd_keras.presets.get("ssd300_voc")
+    anchors = config.anchors()                 # (8732, 4) normalised cx, cy, w, h
+    model = ssd_keras.build_model(config)      # keras.Model, 26,285,486 parameters
+"""
 __version__ = "0.1.0"
+
+from ssd_keras import presets  # noqa: F401
+from ssd_keras.config import (  # noqa: F401
+    DetectorConfig, GridAnchors, MultiscaleAnchors, PriorBoxAnchors)
+from ssd_keras.layers import InputScaling, L2Normalization  # noqa: F401
+from ssd_keras.models.base import SSDModel, build_inference_model, build_model  # noqa: F401
+from ssd_keras.postprocess import DecodeDetections  # noqa: F401

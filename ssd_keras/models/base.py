@@ -1,0 +1,215 @@
+"""The SSD model class shared by every architecture, and the prediction heads.
+
+:class:`SSDModel` is a functional Keras model built from a
+:class:`~ssd_keras.config.DetectorConfig`.  It
+
+* takes RGB float images ``(B, H, W, 3)`` in ``[0, 255]`` (it preprocesses itself),
+* returns ``{"classification": (B, N, C) logits, "regression": (B, N, 4) offsets}``
+  for the ``N = config.num_anchors()`` anchors in the order of ``config.anchors()``
+  (``C = K + 1`` with background first for the softmax loss, ``C = K`` for sigmoid),
+  both float32 even under mixed precision,
+* computes its own loss from the config (``model.compile(optimizer)`` is enough)
+  and logs its parts as the metrics ``classification_loss``,
+  ``localization_loss``, ``regularization_loss`` beside Keras' total ``loss``,
+* serialises to ``.keras`` through its config alone (safe mode, no
+  ``custom_objects``), since rebuilding from the config gives the same graph.
+
+Architectures register a builder ``fn(images, config) -> (class_logits, box_offsets)``
+under their ``config.architecture`` name with :func:`register_architecture`.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from ssd_keras.config import DetectorConfig
+from ssd_keras.layers import InputScaling
+
+_ARCHITECTURES = {}
+
+
+def register_architecture(name):
+    """Decorator: register ``fn(images, config) -> (class_logits, box_offsets)``."""
+    def wrap(fn):
+        _ARCHITECTURES[name] = fn
+        return fn
+    return wrap
+
+
+def _ensure_builders_imported():
+    # Importing the model modules registers their architectures.
+    from ssd_keras.models import vgg  # noqa: F401
+    import importlib.util
+    if importlib.util.find_spec("ssd_keras.models.mobilenet") is not None:
+        from ssd_keras.models import mobilenet  # noqa: F401
+
+
+def regularizer(config):
+    """Keras L2 equivalent to the config's Caffe-convention weight decay (``L2(wd / 2)``)."""
+    return keras.regularizers.L2(config.weight_decay / 2.0) if config.weight_decay > 0 else None
+
+
+def conv_heads(features, config, kernel_size=3, names=None, bias_init=0.0, depthwise=False):
+    """One class head and one box head per source layer, concatenated over layers.
+
+    Args:
+        features: list of ``(B, h_k, w_k, c_k)`` source feature maps.
+        config: the detector config (boxes per cell, class count, weight decay).
+        kernel_size: head kernel (3 for SSD VGG, 1 for TF OD SSD MobileNet v2).
+        names: per-layer name prefixes (``conv4_3_norm`` -> ``conv4_3_norm_mbox_conf``).
+        bias_init: class-bias initial value (``-4.6`` ~ prior 0.01 for focal loss).
+        depthwise: use depthwise-separable convolutions.
+
+    Returns:
+        ``(B, N, C)`` class logits and ``(B, N, 4)`` offsets.
+    """
+    reg = regularizer(config)
+    names = names or [f"source{k}" for k in range(len(features))]
+    c = config.num_outputs
+    cls_out, box_out = [], []
+    for feat, boxes, name in zip(features, config.boxes_per_cell(), names):
+        if depthwise:
+            conv = lambda filters, n, b=0.0: keras.layers.SeparableConv2D(  # noqa: E731
+                filters, kernel_size, padding="same", depthwise_regularizer=reg,
+                pointwise_regularizer=reg, bias_initializer=keras.initializers.Constant(b),
+                name=n)
+        else:
+            conv = lambda filters, n, b=0.0: keras.layers.Conv2D(  # noqa: E731
+                filters, kernel_size, padding="same", kernel_regularizer=reg,
+                kernel_initializer="glorot_uniform",
+                bias_initializer=keras.initializers.Constant(b), name=n)
+        cls = conv(boxes * c, f"{name}_mbox_conf", bias_init)(feat)
+        box = conv(boxes * 4, f"{name}_mbox_loc")(feat)
+        cls_out.append(keras.layers.Reshape((-1, c), name=f"{name}_mbox_conf_reshape")(cls))
+        box_out.append(keras.layers.Reshape((-1, 4), name=f"{name}_mbox_loc_reshape")(box))
+    return concat_predictions(cls_out, box_out)
+
+
+def concat_predictions(cls_list, box_list):
+    """Concatenate per-layer ``(B, n_k, C)`` / ``(B, n_k, 4)`` tensors into float32 outputs."""
+    cls = keras.layers.Concatenate(axis=1, name="mbox_conf")(cls_list) if len(cls_list) > 1 else cls_list[0]
+    box = keras.layers.Concatenate(axis=1, name="mbox_loc")(box_list) if len(box_list) > 1 else box_list[0]
+    cls = keras.layers.Activation("linear", dtype="float32", name="classification")(cls)
+    box = keras.layers.Activation("linear", dtype="float32", name="regression")(box)
+    return cls, box
+
+
+def _build_graph(config: DetectorConfig):
+    _ensure_builders_imported()
+    if config.architecture not in _ARCHITECTURES:
+        raise ValueError(f"{config.name}: unknown architecture {config.architecture!r}; "
+                         f"known: {sorted(_ARCHITECTURES)}")
+    h, w = config.image_size
+    images = keras.Input((h, w, 3), name="images")
+    x = InputScaling(config.input_scaling, config.pixel_mean, config.channel_order,
+                     name="input_scaling")(images)
+    cls, box = _ARCHITECTURES[config.architecture](x, config)
+    expected = config.num_anchors()
+    if cls.shape[1] != expected or box.shape[1] != expected:
+        raise ValueError(
+            f"{config.name}: the {config.architecture} graph predicts {cls.shape[1]} boxes but "
+            f"the config's anchors number {expected} (feature maps "
+            f"{config.get_feature_map_sizes()}); fix feature_map_sizes/feature_strides")
+    return images, {"classification": cls, "regression": box}
+
+
+@keras.saving.register_keras_serializable(package="ssd_keras")
+class SSDModel(keras.Model):
+    """A single-shot detector built from a :class:`DetectorConfig` (see module docstring)."""
+
+    def __init__(self, detector_config, **kwargs):
+        if isinstance(detector_config, dict):
+            detector_config = DetectorConfig.from_dict(detector_config)
+        inputs, outputs = _build_graph(detector_config)
+        kwargs.setdefault("name", detector_config.name)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.detector_config = detector_config
+        self.classification_loss_tracker = keras.metrics.Mean(name="classification_loss")
+        self.localization_loss_tracker = keras.metrics.Mean(name="localization_loss")
+        self.regularization_loss_tracker = keras.metrics.Mean(name="regularization_loss")
+        self._anchors_cache = None
+
+    # ------------------------------------------------------------- config
+    def get_config(self):
+        return {"detector_config": self.detector_config.to_dict(), "name": self.name,
+                "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
+    def anchors(self):
+        """float32 ``(N, 4)`` normalised ``(cx, cy, w, h)`` (cached ``config.anchors()``)."""
+        if self._anchors_cache is None:
+            self._anchors_cache = self.detector_config.anchors()
+        return self._anchors_cache
+
+    # --------------------------------------------------------------- loss
+    def loss_components(self, y, y_pred):
+        """``{"classification", "localization"}`` scalars (see :mod:`ssd_keras.losses`)."""
+        from ssd_keras.losses import detection_loss
+        return detection_loss(y, y_pred, self.detector_config)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        from keras.src.losses.loss import scale_loss_for_distribution
+
+        parts = self.loss_components(y, y_pred)
+        reg = ops.zeros((), "float32")
+        for loss in self.losses:
+            reg = reg + ops.cast(ops.sum(loss), "float32")
+        total = parts["classification"] + parts["localization"] + reg
+        self.classification_loss_tracker.update_state(parts["classification"])
+        self.localization_loss_tracker.update_state(parts["localization"])
+        self.regularization_loss_tracker.update_state(reg)
+        return scale_loss_for_distribution(total)
+
+    # ---------------------------------------------------------- inference
+    def detect(self, images, batch_size=8, **overrides):
+        """Run the model and decode: list (one per image) of numpy dicts.
+
+        Args:
+            images: ``(B, H, W, 3)`` RGB ``[0, 255]`` at the model's input size.
+            overrides: decoding overrides (``score_threshold``, ``iou_threshold``,
+                ``max_detections``, ``max_detections_per_class``).
+
+        Returns:
+            ``[{"boxes": (k, 4) normalised corners, "scores": (k,), "labels": (k,)}]``.
+        """
+        from ssd_keras.postprocess import decode_for_config, detections_to_numpy
+
+        images = np.asarray(images, np.float32)
+        out = []
+        for start in range(0, len(images), batch_size):
+            pred = self(images[start:start + batch_size], training=False)
+            out.extend(detections_to_numpy(
+                decode_for_config(pred, self.detector_config, self.anchors(), **overrides)))
+        return out
+
+
+def build_model(config, weights=None) -> SSDModel:
+    """Build the detector for ``config`` (a DetectorConfig or a preset name).
+
+    Args:
+        config: :class:`DetectorConfig` or preset name (``"ssd300_voc"``, ...).
+        weights: ``None`` (random init), ``"imagenet"`` (ImageNet backbone
+            weights through ``keras.applications``; needs internet the first
+            time) or a path to a ``.weights.h5`` / legacy ssd_keras ``.h5`` file.
+    """
+    if isinstance(config, str):
+        from ssd_keras import presets
+        config = presets.get(config)
+    model = SSDModel(config)
+    if weights is None:
+        return model
+    from ssd_keras import weights as weights_module
+    weights_module.load_into(model, weights)
+    return model
+
+
+def build_inference_model(model: SSDModel, **decode_overrides) -> keras.Model:
+    """Wrap a detector with :class:`~ssd_keras.postprocess.DecodeDetections` (TF backend)."""
+    from ssd_keras.postprocess import DecodeDetections
+
+    out = DecodeDetections(model.detector_config, name="detections", **decode_overrides)(model.output)
+    return keras.Model(model.input, out, name=f"{model.name}_inference")
