@@ -13,11 +13,7 @@ on each entry).
 from __future__ import annotations
 
 from ssd_keras.config import DetectorConfig, GridAnchors, MultiscaleAnchors, PriorBoxAnchors
-
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor")
+from ssd_keras.data.voc import VOC_CLASSES
 
 _VGG_RATIOS_300 = ((2.0,), (2.0, 3.0), (2.0, 3.0), (2.0, 3.0), (2.0,), (2.0,))
 _VGG_RATIOS_512 = ((2.0,), (2.0, 3.0), (2.0, 3.0), (2.0, 3.0), (2.0, 3.0), (2.0,), (2.0,))
