@@ -17,7 +17,6 @@ COMMAND_MODULES = (
     "ssd_keras.evaluation.cli",      # evaluate
     "ssd_keras.data.check",          # check-data
     "ssd_keras.data.download",       # download
-    "ssd_keras.demo",                # demo
     "ssd_keras.weights",             # weights (fetch / register)
 )
 
