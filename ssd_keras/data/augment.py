@@ -144,8 +144,7 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
     """
     image = tf.convert_to_tensor(image, tf.float32)
     u = tf.random.stateless_uniform([11], seed)
-    apply = u[:5] < probability  # brightness, contrast, saturation, hue, channel swap
-    apply = tf.concat([apply[:4], [u[4] < channel_swap_probability]], axis=0)
+    apply = u[:4] < probability  # brightness, contrast, saturation, hue
     delta = tf.where(apply[0], (2.0 * u[5] - 1.0) * brightness_delta, 0.0)
     alpha = tf.where(apply[1], contrast_range[0] + u[6] * (contrast_range[1] - contrast_range[0]),
                      1.0)
@@ -166,7 +165,8 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
     if channel_swap_probability > 0:
         perm_index = tf.minimum(tf.cast(u[10] * 6.0, tf.int32), 5)
         perm = tf.gather(tf.constant(_CHANNEL_PERMUTATIONS, tf.int32), perm_index)
-        image = tf.cond(apply[4], lambda: tf.gather(image, perm, axis=-1), lambda: image)
+        image = tf.cond(u[4] < channel_swap_probability,
+                        lambda: tf.gather(image, perm, axis=-1), lambda: image)
     return image
 
 
@@ -353,8 +353,8 @@ def resize(image, size):
 
 def ssd_augment(image, boxes, labels, seed, size, mean=DEFAULT_MEAN, *, photometric=True,
                 expand_max_ratio=4.0, expand_probability=0.5, min_ious=DEFAULT_MIN_IOUS,
-                max_trials=50, flip_probability=0.5, resize_methods=DEFAULT_RESIZE_METHODS,
-                fused=True):
+                max_trials=50, crop_scale=(0.3, 1.0), crop_aspect_ratio=(0.5, 2.0),
+                flip_probability=0.5, resize_methods=DEFAULT_RESIZE_METHODS, fused=True):
     """The full SSD training augmentation: distort, expand, crop, flip, resize.
 
     Args:
@@ -365,6 +365,12 @@ def ssd_augment(image, boxes, labels, seed, size, mean=DEFAULT_MEAN, *, photomet
         size: model input ``(height, width)`` as Python ints.
         mean: RGB canvas fill in 0-255.
         photometric: apply :func:`photometric_distort`.
+        expand_max_ratio, expand_probability: see :func:`expand`.
+        min_ious, max_trials: see :func:`min_iou_random_crop`.
+        crop_scale, crop_aspect_ratio: ``(min, max)`` patch side fraction and
+            ``w / h`` of :func:`min_iou_random_crop`.
+        flip_probability: see :func:`random_flip`.
+        resize_methods: interpolations drawn by :func:`random_resize`.
         fused: compose expand + crop + resize as index arithmetic (default;
             see the module docstring).  ``False`` runs the five public ops one
             after another, materialising the expanded canvas.
@@ -383,7 +389,7 @@ def ssd_augment(image, boxes, labels, seed, size, mean=DEFAULT_MEAN, *, photomet
         image, boxes, labels = expand(image, boxes, labels, expand_seed, mean,
                                       expand_max_ratio, expand_probability)
         image, boxes, labels = min_iou_random_crop(image, boxes, labels, crop_seed, min_ious,
-                                                   max_trials)
+                                                   max_trials, *crop_scale, *crop_aspect_ratio)
         image, boxes = random_flip(image, boxes, flip_seed, flip_probability)
         return random_resize(image, size, resize_seed, resize_methods), boxes, labels
 
@@ -394,7 +400,7 @@ def ssd_augment(image, boxes, labels, seed, size, mean=DEFAULT_MEAN, *, photomet
     scale = tf.cast(tf.stack([width, height, width, height]), tf.float32)
     boxes_canvas = boxes * scale + offset  # pixels of the (virtual) canvas
     window, keep = _sample_crop_window(crop_seed, boxes_canvas, canvas_h, canvas_w, min_ious,
-                                       max_trials, 0.3, 1.0, 0.5, 2.0)
+                                       max_trials, *crop_scale, *crop_aspect_ratio)
     wx0, wy0, wx1, wy1 = tf.unstack(window)
 
     # The part of the original image inside the window, in canvas pixels.

@@ -1,0 +1,245 @@
+"""The tf.data input pipeline: records -> decode -> augment -> resize -> encode -> batch.
+
+Data flows one way (records in, model-ready batches out):
+
+1. Records (:class:`~ssd_keras.data.records.Record`) become three flat tensors
+   -- image paths ``(n,)``, normalised corner boxes ``(total, 4)`` and labels
+   ``(total,)`` with row splits ``(n + 1,)`` -- and a dataset of record
+   *indices*; each element is looked up inside the map function, so nothing
+   per-record stays in Python.
+2. Each image is read and decoded (``decode_jpeg`` for JPEGs, else
+   ``decode_image``; RGB, 3 channels).
+3. Training: :func:`ssd_keras.data.augment.ssd_augment` (photometric, expand,
+   min-IoU crop, flip, random-interpolation resize).  Otherwise a plain
+   bilinear resize.
+4. Targets: :func:`ssd_keras.matching.encode_targets_for_config` against
+   ``config.anchors()``.
+5. Batch, prefetch.
+
+Images leave the pipeline as RGB float32 in ``[0, 255]`` because
+:class:`~ssd_keras.models.base.SSDModel` normalises its own input
+(``InputScaling`` layer: mean/BGR for Caffe VGG, ``[-1, 1]`` for MobileNet).
+:func:`preprocess_images` is the same transform as a function, for models
+without that layer (pass ``preprocess=True``).
+
+Determinism: with a ``seed``, the shuffle order and every element's
+augmentation seed come from stateless streams keyed by ``seed``; each element
+gets the seed ``(r, record index)`` where ``r`` is the element's draw from
+``tf.data.Dataset.random(seed)`` (a new stream for every epoch and every new
+iterator, the same streams for the same ``seed``).  Seeds are attached before
+the parallel map, so any ``num_parallel_calls`` gives the same batches.
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+
+from ssd_keras.data.augment import resize, ssd_augment
+from ssd_keras.data.records import Record, normalized_boxes
+from ssd_keras.matching import encode_targets_for_config
+
+AugmentFn = Callable  # (image, boxes, labels, seed) -> (image, boxes, labels)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+def preprocess_images(images, config):
+    """Model-input normalisation of RGB float images in ``[0, 255]`` (any leading shape).
+
+    ``config.input_scaling == "caffe"``: subtract ``config.pixel_mean`` (RGB),
+    then reverse to BGR when ``config.channel_order == "bgr"`` (Caffe VGG16).
+    ``"tf"``: ``x / 127.5 - 1`` (MobileNet).  Identical to the model's
+    ``InputScaling`` layer: use one or the other, never both.
+    """
+    images = tf.cast(images, tf.float32)
+    if config.input_scaling == "tf":
+        return images / 127.5 - 1.0
+    if config.input_scaling != "caffe":
+        raise ValueError(f"unknown input_scaling {config.input_scaling!r}")
+    images = images - tf.constant(config.pixel_mean, tf.float32)
+    if config.channel_order == "bgr":
+        images = tf.reverse(images, axis=[-1])
+    return images
+
+
+# ----------------------------------------------------------------------------- records -> tensors
+
+
+def _records_to_tensors(records: Sequence[Record]):
+    """Paths ``(n,)``, flat normalised boxes ``(total, 4)``, labels ``(total,)``, row splits ``(n+1,)``."""
+    paths = [str(r.image_path) for r in records]
+    boxes = [normalized_boxes(r) for r in records]
+    labels = [np.asarray(r.labels, np.int32).reshape(-1) for r in records]
+    counts = np.array([len(b) for b in boxes], np.int64)
+    splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    flat_boxes = (np.concatenate(boxes).astype(np.float32) if boxes
+                  else np.zeros((0, 4), np.float32)).reshape(-1, 4)
+    flat_labels = (np.concatenate(labels).astype(np.int32) if labels
+                   else np.zeros((0,), np.int32))
+    return (tf.constant(paths, tf.string), tf.constant(flat_boxes), tf.constant(flat_labels),
+            tf.constant(splits))
+
+
+def _decode(contents):
+    """Encoded image bytes -> uint8 ``(H, W, 3)`` RGB."""
+    def jpeg():
+        return tf.io.decode_jpeg(contents, channels=3)
+
+    def other():
+        return tf.io.decode_image(contents, channels=3, expand_animations=False)
+
+    image = tf.cond(tf.io.is_jpeg(contents), jpeg, other)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def _loader(tensors):
+    """``index -> (uint8 image, boxes (m, 4), labels (m,))`` over the record tensors."""
+    paths, flat_boxes, flat_labels, splits = tensors
+
+    def load(index):
+        start, stop = splits[index], splits[index + 1]
+        image = _decode(tf.io.read_file(paths[index]))
+        return image, flat_boxes[start:stop], flat_labels[start:stop]
+    return load
+
+
+def _keep_for_training(record: Record) -> bool:
+    """Crowd-only images (COCO): every region of the image is a crowd or background; skip them."""
+    return record.num_objects > 0 or len(record.crowd_boxes) == 0
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def make_dataset(records: Sequence[Record], config, batch_size: int, training: bool,
+                 seed: Optional[int] = None, shuffle: Optional[bool] = None,
+                 repeat: Optional[bool] = None, deterministic: Optional[bool] = None,
+                 num_parallel_calls: int = tf.data.AUTOTUNE,
+                 drop_remainder: Optional[bool] = None,
+                 augment: Union[None, bool, AugmentFn] = None, skip_crowd: bool = True,
+                 preprocess: bool = False) -> tf.data.Dataset:
+    """Batches of ``(images, targets)`` for training or validation loss.
+
+    Args:
+        records: the annotated images (boxes in source pixels; converted with
+            :func:`~ssd_keras.data.records.normalized_boxes`).
+        config: a :class:`~ssd_keras.config.DetectorConfig` (image size,
+            anchors, variances, matching thresholds, pixel mean).
+        batch_size: images per batch.
+        training: augment, shuffle, repeat and drop the last partial batch by
+            default; otherwise plain resize, record order, one pass.
+        seed: makes the shuffle order and every augmentation reproducible
+            (see module docstring); ``None`` draws a fresh seed.
+        shuffle, repeat, drop_remainder: default to ``training``.  ``repeat``
+            makes the dataset infinite (use ``steps_per_epoch``); without it
+            every new iterator (Keras epoch) still reshuffles and re-augments.
+        deterministic: order guarantee of the parallel map; defaults to
+            ``True`` when a ``seed`` is given, else tf.data's default.
+        num_parallel_calls: of the decode/augment/encode map.
+        augment: ``None`` -> ``training``; ``True``/``False``; or a callable
+            ``(image float32 (H, W, 3) [0, 255], boxes (m, 4), labels (m,),
+            seed (2,)) -> (image (h, w, 3), boxes, labels)`` that must return
+            ``config.image_size`` images.
+        skip_crowd: when training, drop images whose only annotations are COCO
+            crowd regions (crowd boxes never become targets either way).
+        preprocess: apply :func:`preprocess_images`; leave ``False`` for
+            :class:`~ssd_keras.models.base.SSDModel`, which normalises itself.
+
+    Returns:
+        A dataset of ``(images float32 (B, H, W, 3) RGB [0, 255],
+        {"labels": int32 (B, N), "boxes": float32 (B, N, 4)})`` where ``N`` is
+        the number of anchors; labels 0 = background, -1 = ignored, 1..K
+        classes; boxes are encoded offsets (zeros for non-positives).
+    """
+    records = list(records)
+    if training and skip_crowd:
+        records = [r for r in records if _keep_for_training(r)]
+    if not records:
+        raise ValueError("make_dataset: no records")
+    shuffle = training if shuffle is None else shuffle
+    repeat = training if repeat is None else repeat
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    if augment is None:
+        augment = training
+    if augment is True:
+        augment = _default_augment(config)
+    if deterministic is None and seed is not None:
+        deterministic = True
+    if seed is None:
+        seed = random.SystemRandom().randrange(2 ** 31)
+
+    height, width = (int(s) for s in config.image_size)
+    anchors = tf.constant(config.anchors(), tf.float32)
+    load = _loader(_records_to_tensors(records))
+
+    indices = tf.data.Dataset.range(len(records))
+    if shuffle:
+        indices = indices.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    # One random int64 per element, a new stream per iterator: with the record
+    # index it forms the element's augmentation seed.
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    elements = tf.data.Dataset.zip(indices, draws)
+
+    def prepare(index, draw):
+        image, boxes, labels = load(index)
+        image = tf.cast(image, tf.float32)
+        if augment:
+            element_seed = tf.stack([draw, index])
+            image, boxes, labels = augment(image, boxes, labels, element_seed)
+            image = tf.ensure_shape(image, [height, width, 3])
+        else:
+            image = resize(image, (height, width))
+        if preprocess:
+            image = preprocess_images(image, config)
+        targets = encode_targets_for_config(boxes, labels, config, anchors)
+        return image, targets
+
+    ds = elements.map(prepare, num_parallel_calls=num_parallel_calls,
+                      deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _default_augment(config):
+    size = tuple(int(s) for s in config.image_size)
+    mean = tuple(float(m) for m in config.pixel_mean)
+
+    def augment(image, boxes, labels, seed):
+        return ssd_augment(image, boxes, labels, seed, size, mean)
+    return augment
+
+
+def make_eval_dataset(records: Sequence[Record], config, batch_size: int,
+                      num_parallel_calls: int = tf.data.AUTOTUNE,
+                      preprocess: bool = False) -> tf.data.Dataset:
+    """Batches for evaluation / inference, in record order, no augmentation.
+
+    Yields ``(images float32 (B, H, W, 3) RGB [0, 255] resized (bilinear) to
+    config.image_size, {"image_index": int32 (B,), "original_size": int32 (B, 2)})``.
+    ``image_index`` is the position in ``records``; ``original_size`` is the
+    decoded ``(height, width)`` in pixels, to scale normalised detections back
+    (``ssd_keras.data.records.pixel_boxes``).  The last batch may be smaller.
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("make_eval_dataset: no records")
+    height, width = (int(s) for s in config.image_size)
+    load = _loader(_records_to_tensors(records))
+
+    def prepare(index):
+        image, _, _ = load(index)
+        original_size = tf.shape(image, out_type=tf.int32)[:2]
+        image = resize(tf.cast(image, tf.float32), (height, width))
+        if preprocess:
+            image = preprocess_images(image, config)
+        return image, {"image_index": tf.cast(index, tf.int32), "original_size": original_size}
+
+    ds = tf.data.Dataset.range(len(records)).map(
+        prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
