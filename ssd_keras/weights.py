@@ -10,6 +10,10 @@
   (layer groups ``conv1_1 .. conv9_2``, ``conv4_3_norm``, ``*_mbox_conf``,
   ``*_mbox_loc``; whole-model files with a ``model_weights`` group too), so the
   published SSD300/SSD512 VOC weights load into :class:`~ssd_keras.SSDModel`.
+* :func:`fetch` downloads a checkpoint listed in ``weights/manifest.json`` into a
+  cache with its SHA-256 checked (and loads it into its preset);
+  :func:`register_weights` and ``python -m ssd_keras weights register`` add a
+  training run's file to the manifest (see ``weights/README.md``).
 """
 from __future__ import annotations
 
@@ -154,3 +158,427 @@ def load_into(model, weights) -> None:
         load_legacy_h5(model, path)
     else:
         raise ValueError(f"{path}: unknown weights format (expected .weights.h5, .keras or legacy .h5)")
+
+
+# --------------------------------------------------------------------------- manifest
+#
+# ``weights/manifest.json`` lists known checkpoints (see weights/README.md):
+#
+#     {"description": "...",
+#      "entries": [{"name", "url", "sha256", "size", "preset", "format", "metric",
+#                   "source", "verified", "note"}, ...]}     # sorted by name
+#
+# ``fetch`` downloads an entry into the cache with its sha256 checked (through
+# :func:`ssd_keras.data.download.download_file`: resumable, atomic) and can load it into
+# its preset; ``register_weights`` adds the file of a training run with the sha256
+# computed from the file itself.
+
+#: ``format`` -> file name suffix in the cache (it is also what :func:`load_into` dispatches on)
+WEIGHT_FORMATS = {"keras": ".keras", "weights.h5": ".weights.h5", "legacy_h5": ".h5"}
+
+#: the repository's manifest (``<repo>/weights/manifest.json``)
+DEFAULT_MANIFEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "weights", "manifest.json")
+
+_ENTRY_FIELDS = ("name", "url", "sha256", "size", "preset", "format", "metric", "source",
+                 "verified", "note")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+class UnverifiedWeightsError(ValueError):
+    """A manifest entry without a recorded sha256 was requested without ``allow_unverified``."""
+
+
+def default_cache_dir() -> str:
+    """``$SSD_KERAS_WEIGHTS_DIR``, else ``~/.keras/ssd_keras/weights``."""
+    return (os.environ.get("SSD_KERAS_WEIGHTS_DIR")
+            or os.path.join(os.path.expanduser("~"), ".keras", "ssd_keras", "weights"))
+
+
+def _load_manifest_document(manifest, missing_ok=False) -> dict:
+    """The manifest as ``{"entries": [...], ...}`` from a path, a dict or a list of entries."""
+    import json
+
+    if manifest is None:
+        manifest = DEFAULT_MANIFEST
+    if isinstance(manifest, (str, os.PathLike)):
+        path = os.fspath(manifest)
+        if not os.path.exists(path):
+            if missing_ok:
+                return {"entries": []}
+            raise FileNotFoundError(f"weights manifest not found: {path}")
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    if isinstance(manifest, list):
+        return {"entries": list(manifest)}
+    if isinstance(manifest, dict) and isinstance(manifest.get("entries", []), list):
+        return {**manifest, "entries": list(manifest.get("entries", []))}
+    raise ValueError("a weights manifest is a JSON object {'entries': [...]} or a list of entries")
+
+
+def read_manifest(manifest=None) -> dict:
+    """``{name: entry}`` of a manifest (a path, a dict ``{"entries": [...]}`` or a list).
+
+    ``None`` reads :data:`DEFAULT_MANIFEST`.
+    """
+    entries = {}
+    for entry in _load_manifest_document(manifest)["entries"]:
+        name = entry.get("name")
+        if not name:
+            raise ValueError(f"weights manifest entry without a name: {entry}")
+        if name in entries:
+            raise ValueError(f"weights manifest lists {name!r} twice")
+        entries[name] = entry
+    return entries
+
+
+def _cache_filename(entry) -> str:
+    """``<name><format suffix>``: the suffix tells :func:`load_into` how to read the file."""
+    fmt = entry.get("format")
+    if fmt not in WEIGHT_FORMATS:
+        raise ValueError(f"{entry['name']}: unknown format {fmt!r}; expected one of "
+                         f"{sorted(WEIGHT_FORMATS)}")
+    filename = entry["name"] + WEIGHT_FORMATS[fmt]
+    if os.path.basename(filename) != filename or filename.startswith("."):
+        raise ValueError(f"weights name {entry['name']!r} is not a plain file name")
+    return filename
+
+
+def _check_signature(path, fmt) -> None:
+    """Refuse a file that is not HDF5 (``.h5``) / zip (``.keras``): e.g. an HTML page."""
+    expected = _ZIP_SIGNATURE if fmt == "keras" else _HDF5_SIGNATURE
+    with open(path, "rb") as handle:
+        head = handle.read(len(expected))
+    if head != expected:
+        kind = "zip (.keras)" if fmt == "keras" else "HDF5"
+        raise ValueError(f"{path} is not an {kind} file (it starts with {head!r}; a web page? "
+                         f"Google Drive links serve an HTML page: download the file in a "
+                         f"browser and pass its local path as the URL)")
+
+
+def _verify_cached(path, sha256) -> None:
+    """Check a cached file against ``sha256`` (if known); a mismatching file is deleted."""
+    from ssd_keras.data.download import ChecksumError, file_digest
+
+    if sha256:
+        actual = file_digest(path, "sha256")
+        if actual != sha256.lower():
+            os.remove(path)
+            raise ChecksumError(f"{os.path.basename(path)}: checksum mismatch: expected sha256 "
+                                f"{sha256.lower()}, got {actual}; deleted {path}")
+
+
+def _install_local(source, dest, sha256, quiet) -> None:
+    """Copy a local file into the cache (via ``.part`` + ``os.replace``) after checking its hash."""
+    import shutil
+
+    from ssd_keras.data.download import ChecksumError, file_digest
+
+    if os.path.exists(dest) and sha256 and file_digest(dest, "sha256") == sha256.lower():
+        if not quiet:
+            print(f"{os.path.basename(dest)}: already in the cache and verified", flush=True)
+        return
+    if sha256:
+        actual = file_digest(source, "sha256")
+        if actual != sha256.lower():
+            raise ChecksumError(f"{source}: checksum mismatch: expected sha256 {sha256.lower()}, "
+                                f"got {actual}; not copied into the cache")
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    shutil.copyfile(source, dest + ".part")
+    os.replace(dest + ".part", dest)
+
+
+def fetch(name, cache_dir=None, manifest=None, allow_unverified=False, load=True, *,
+          url=None, mirror=None, quiet=False, timeout=60.0):
+    """Download (or find in the cache) the manifest entry ``name``, checking its sha256.
+
+    Args:
+        name: entry name in the manifest.
+        cache_dir: where weights are kept (default :func:`default_cache_dir`); the
+            file is ``<cache_dir>/<name><suffix of its format>``.
+        manifest: path, dict or list of entries (default :data:`DEFAULT_MANIFEST`).
+        allow_unverified: accept an entry whose sha256 is unknown (``null``); the
+            sha256 of what was downloaded is printed so it can be recorded.
+        load: build the entry's preset and load the weights into it.
+        url: source overriding the entry's URL: an ``http(s)://`` URL or a local
+            file path (e.g. a file downloaded by hand from Google Drive).
+        mirror: base URL serving the cache file name (``<mirror>/<name><suffix>``).
+        quiet: no progress output.
+
+    Returns:
+        The cached file's path, or with ``load=True`` the
+        :class:`~ssd_keras.SSDModel` of ``presets.get(entry["preset"])`` holding
+        the weights.
+
+    Raises:
+        KeyError: unknown name.
+        UnverifiedWeightsError: the entry has no sha256 and ``allow_unverified`` is False.
+        ssd_keras.data.download.ChecksumError: the file's sha256 differs (the
+            downloaded file is deleted, never left in the cache).
+    """
+    from ssd_keras.data.download import download_file, file_digest
+
+    entries = read_manifest(manifest)
+    if name not in entries:
+        raise KeyError(f"no weights named {name!r} in the manifest; known: "
+                       f"{', '.join(sorted(entries)) or '(none)'}")
+    entry = entries[name]
+    sha256 = entry.get("sha256")
+    if not sha256 and not allow_unverified:
+        raise UnverifiedWeightsError(
+            f"{name}: the manifest records no sha256 for this file "
+            f"({entry.get('note') or 'unverified'}); pass allow_unverified=True "
+            f"(CLI: --allow-unverified) to use it anyway")
+    filename = _cache_filename(entry)
+    dest = os.path.join(os.fspath(cache_dir or default_cache_dir()), filename)
+    source = url or (mirror.rstrip("/") + "/" + filename if mirror else entry.get("url"))
+    if not source:  # e.g. a registered local run: only a file already in the cache can serve
+        if not os.path.exists(dest):
+            raise ValueError(f"{name}: the manifest gives no URL; pass url= (a URL or a local "
+                             f"file) or mirror=, or put the file at {dest}")
+        _verify_cached(dest, sha256)
+    elif "://" not in source or source.startswith("file://"):
+        _install_local(source[len("file://"):] if source.startswith("file://") else source,
+                       dest, sha256, quiet)
+    else:
+        download_file(source, dest, sha256=sha256, expected_size=entry.get("size"),
+                      quiet=quiet, timeout=timeout)
+    try:
+        _check_signature(dest, entry["format"])
+    except ValueError:
+        if not sha256:  # an unverified download that is not even the right kind of file
+            os.remove(dest)
+        raise
+    if not sha256:
+        print(f"{name}: UNVERIFIED weights {dest}: sha256 {file_digest(dest, 'sha256')}, "
+              f"{os.path.getsize(dest)} bytes -- record the sha256 in the manifest once the "
+              f"file is known to be right", flush=True)
+    if not load:
+        return dest
+    import importlib
+
+    from ssd_keras import presets
+    from ssd_keras.models.base import build_model
+
+    if entry.get("preset_module"):  # presets registered outside ssd_keras.presets
+        importlib.import_module(entry["preset_module"])
+    model = build_model(presets.get(entry["preset"]))
+    if entry["format"] == "legacy_h5":
+        load_legacy_h5(model, dest, verbose=not quiet)
+    else:
+        load_into(model, dest)
+    return model
+
+
+def _format_of(path) -> str:
+    for fmt, suffix in sorted(WEIGHT_FORMATS.items(), key=lambda item: -len(item[1])):
+        if path.endswith(suffix):
+            return fmt
+    if path.endswith(".hdf5"):
+        return "legacy_h5"
+    raise ValueError(f"{path}: unknown weights format (expected .weights.h5, .keras or legacy .h5)")
+
+
+def _write_json_atomic(path, document) -> None:
+    """Write JSON through a temporary file in the same folder and ``os.replace``."""
+    import json
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False,
+                                         prefix=".manifest-", suffix=".tmp")
+    try:
+        with handle:
+            json.dump(document, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        if os.path.exists(handle.name):
+            os.remove(handle.name)
+        raise
+
+
+def register_weights(path, name, preset, metric=None, source=None, url=None,
+                     manifest_path=None, note=None, format=None) -> dict:
+    """Add (or replace) the manifest entry ``name`` for the weights file ``path``.
+
+    The sha256 and size are computed from the file, so the entry is
+    ``verified: true``.  The manifest is rewritten atomically with its entries
+    sorted by name; other entries and top-level keys are kept.
+
+    Args:
+        path: a ``.weights.h5``, ``.keras`` or legacy ``.h5`` file (e.g. a training
+            run's best checkpoint).
+        name: entry name (also the cache file's stem).
+        preset: the preset the weights belong to (must be registered now, so that
+            :func:`fetch` can build it; a preset registered by another module
+            records that module as ``preset_module``).
+        metric: e.g. ``{"VOC2007 test mAP (11-point)": 0.771}``.
+        source: where the file came from (default: ``"registered from <path>"``).
+        url: where it can be downloaded (``None``: only from a cache or a
+            ``url=`` given to :func:`fetch`).
+        manifest_path: default :data:`DEFAULT_MANIFEST`.
+        note: free text.
+        format: ``"keras" | "weights.h5" | "legacy_h5"`` (default: from the suffix).
+
+    Returns:
+        The entry written.
+    """
+    from ssd_keras import presets
+    from ssd_keras.data.download import file_digest
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    fmt = format or _format_of(path)
+    entry = {"name": name, "format": fmt}
+    _cache_filename(entry)  # validates the name and the format
+    _check_signature(path, fmt)
+    presets.get(preset)  # KeyError listing the known presets
+    # the factory's module, when it is not ssd_keras.presets, must be imported to rebuild it
+    factory = getattr(presets, "_PRESETS", {}).get(preset)
+    factory_module = getattr(factory, "__module__", presets.__name__)
+    entry.update({
+        "url": url,
+        "sha256": file_digest(path, "sha256"),
+        "size": os.path.getsize(path),
+        "preset": preset,
+        "metric": metric,
+        "source": source or f"registered from {path}",
+        "verified": True,
+        "note": note or ("sha256 computed from the file by register_weights"
+                         + ("" if url else "; no download URL: fetch() finds it in the cache "
+                            "or takes url= / --url")),
+    })
+    if factory_module not in (presets.__name__, "__main__"):
+        entry["preset_module"] = factory_module
+    entry = {key: entry[key] for key in (*_ENTRY_FIELDS, "preset_module") if key in entry}
+    manifest_path = os.fspath(manifest_path or DEFAULT_MANIFEST)
+    document = _load_manifest_document(manifest_path, missing_ok=True)
+    entries = [e for e in document["entries"] if e.get("name") != name] + [entry]
+    document["entries"] = sorted(entries, key=lambda e: e["name"])
+    _write_json_atomic(manifest_path, document)
+    return entry
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _metric_from_argument(value):
+    """``--metric-json``: a JSON file path or an inline JSON object."""
+    import json
+
+    if value is None:
+        return None
+    if value.lstrip().startswith("{"):
+        return json.loads(value)
+    with open(value, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _run_list(args) -> int:
+    cache_dir = args.cache_dir or default_cache_dir()
+    entries = read_manifest(args.manifest)
+    if not entries:
+        print("no weights in the manifest")
+        return 0
+    for name, entry in sorted(entries.items()):
+        try:
+            cached = os.path.exists(os.path.join(cache_dir, _cache_filename(entry)))
+        except ValueError:
+            cached = False
+        metric = ", ".join(f"{k} {v}" for k, v in (entry.get("metric") or {}).items()) or "-"
+        print(f"{name}  preset={entry.get('preset')}  format={entry.get('format')}  "
+              f"{'verified' if entry.get('verified') else 'UNVERIFIED'}"
+              f"{'  cached' if cached else ''}  metric: {metric}")
+    return 0
+
+
+def _run_fetch(args) -> int:
+    result = fetch(args.name, cache_dir=args.cache_dir, manifest=args.manifest,
+                   allow_unverified=args.allow_unverified, load=args.load, url=args.url,
+                   mirror=args.mirror)
+    if args.load:
+        print(f"{args.name}: loaded into a {result.detector_config.name} model "
+              f"({result.count_params():,} parameters)")
+    else:
+        print(result)
+    return 0
+
+
+def _run_register(args) -> int:
+    import json
+
+    entry = register_weights(args.path, args.name, args.preset,
+                             metric=_metric_from_argument(args.metric_json), source=args.source,
+                             url=args.url, manifest_path=args.manifest, note=args.note,
+                             format=args.format)
+    print(json.dumps(entry, indent=2))
+    return 0
+
+
+def run_weights(args) -> int:
+    """``weights`` command: dispatch to list / fetch / register; errors -> exit status 1."""
+    import sys
+
+    if not getattr(args, "action", None):
+        args.parser.print_help()
+        return 2
+    try:
+        return args.action(args)
+    except (OSError, ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"weights {args.weights_command} failed: {message}", file=sys.stderr, flush=True)
+        return 1
+
+
+def register(subparsers):
+    """Add the ``weights`` command (``list``, ``fetch NAME``, ``register PATH``)."""
+    parser = subparsers.add_parser(
+        "weights", help="list, fetch (sha256-checked, cached) and register detector weights",
+        description="Known checkpoints live in weights/manifest.json (see weights/README.md).")
+    parser.set_defaults(func=run_weights, action=None, parser=parser)
+    actions = parser.add_subparsers(dest="weights_command", metavar="ACTION")
+
+    def common(sub):
+        sub.add_argument("--manifest", default=None,
+                         help=f"manifest JSON (default: {os.path.relpath(DEFAULT_MANIFEST)})")
+
+    listing = actions.add_parser("list", help="list the manifest's entries")
+    common(listing)
+    listing.add_argument("--cache-dir", default=None, help="cache folder to report on")
+    listing.set_defaults(action=_run_list)
+
+    get = actions.add_parser("fetch", help="download an entry into the cache, checking its sha256")
+    get.add_argument("name")
+    common(get)
+    get.add_argument("--cache-dir", default=None,
+                     help="default: $SSD_KERAS_WEIGHTS_DIR or ~/.keras/ssd_keras/weights")
+    get.add_argument("--allow-unverified", action="store_true",
+                     help="accept an entry without a recorded sha256 (prints the computed one)")
+    get.add_argument("--url", default=None,
+                     help="download from this URL or copy this local file instead")
+    get.add_argument("--mirror", default=None, metavar="URL",
+                     help="base URL serving <name><suffix> (e.g. NAME.weights.h5)")
+    get.add_argument("--load", action="store_true",
+                     help="also build the preset and load the weights (a check)")
+    get.set_defaults(action=_run_fetch)
+
+    add = actions.add_parser("register",
+                             help="add a weights file to the manifest (sha256 from the file)")
+    add.add_argument("path")
+    add.add_argument("--name", required=True)
+    add.add_argument("--preset", required=True)
+    common(add)
+    add.add_argument("--metric-json", default=None,
+                     help="JSON file (or inline JSON object) with the evaluation metric(s)")
+    add.add_argument("--url", default=None, help="where the file can be downloaded")
+    add.add_argument("--source", default=None, help="where the file came from")
+    add.add_argument("--note", default=None)
+    add.add_argument("--format", default=None, choices=sorted(WEIGHT_FORMATS),
+                     help="default: from the file suffix")
+    add.set_defaults(action=_run_register)
+    return parser

@@ -7,9 +7,9 @@
 
 * Each archive is fetched into ``<name>.part``; an existing part is continued
   with an HTTP ``Range`` request (a server that ignores it restarts the file).
-* The finished part's MD5 must match before ``os.replace`` gives it its final
-  name, so a final-named archive is always a verified one and is not fetched
-  again.  A mismatch deletes the part and raises :class:`ChecksumError`.
+* The finished part's MD5 (or SHA-256) must match before ``os.replace`` gives
+  it its final name, so a final-named archive is always a verified one and is
+  not fetched again.  A mismatch deletes the part and raises :class:`ChecksumError`.
 * Extraction refuses members with absolute paths, ``..`` components, links
   pointing outside the target folder and device files (:class:`UnsafeArchiveError`
   names the member) before writing anything, and then extracts with tarfile's
@@ -87,12 +87,26 @@ def archive_url(archive: Archive, mirror: str | None = None) -> str:
     return f"{OFFICIAL_BASE_URL}{archive.subdir}/{archive.filename}"
 
 
-def file_md5(path: str, chunk_size: int = CHUNK_SIZE) -> str:
-    digest = hashlib.md5()
+def file_digest(path: str, algorithm: str = "md5", chunk_size: int = CHUNK_SIZE) -> str:
+    """Hex digest of a file; ``algorithm`` is a :mod:`hashlib` name (``"md5"``, ``"sha256"``)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk_size), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_md5(path: str, chunk_size: int = CHUNK_SIZE) -> str:
+    return file_digest(path, "md5", chunk_size)
+
+
+def _digest_mismatch(path: str, expected: dict) -> tuple | None:
+    """The first ``(algorithm, expected, actual)`` that ``path`` fails, or None if all match."""
+    for algorithm, want in expected.items():
+        actual = file_digest(path, algorithm)
+        if actual != want:
+            return algorithm, want, actual
+    return None
 
 
 class _Progress:
@@ -168,14 +182,16 @@ def _fetch(url: str, part: str, *, expected_size: int | None, quiet: bool,
 
 
 def download_file(url: str, dest: str, md5: str | None = None, *,
-                  expected_size: int | None = None, quiet: bool = False,
-                  timeout: float = 60.0) -> str:
+                  sha256: str | None = None, expected_size: int | None = None,
+                  quiet: bool = False, timeout: float = 60.0) -> str:
     """Download ``url`` to ``dest`` via ``dest + ".part"``: resumable, verified, atomic.
 
     Args:
         url: ``http://`` or ``https://`` URL.
-        dest: final path; when it exists and matches ``md5`` nothing is fetched.
-        md5: expected hex digest; ``None`` skips verification.
+        dest: final path; when it exists and matches the given digests nothing is fetched.
+        md5: expected MD5 hex digest; ``None`` skips that check.
+        sha256: expected SHA-256 hex digest; ``None`` skips that check (with
+            neither digest the file is not verified).
         expected_size: bytes, for progress when the server sends no length.
         quiet: no progress output.
 
@@ -183,15 +199,19 @@ def download_file(url: str, dest: str, md5: str | None = None, *,
         ``dest``.
 
     Raises:
-        ChecksumError: the downloaded bytes' MD5 differs (the part file is deleted).
+        ChecksumError: the downloaded bytes' MD5 or SHA-256 differs (the part
+            file is deleted); the message names the file, the algorithm, the
+            expected and the actual digest.
         OSError: HTTP or connection failure (a part file is kept for resuming).
     """
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError(f"{url}: only http and https downloads are supported")
     dest = os.fspath(dest)
     name = os.path.basename(dest)
+    expected = {algorithm: value.lower()
+                for algorithm, value in (("md5", md5), ("sha256", sha256)) if value is not None}
     if os.path.exists(dest):
-        if md5 is None or file_md5(dest) == md5:
+        if _digest_mismatch(dest, expected) is None:
             if not quiet:
                 print(f"{name}: already downloaded and verified", flush=True)
             return dest
@@ -201,12 +221,12 @@ def download_file(url: str, dest: str, md5: str | None = None, *,
     os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
     part = dest + ".part"
     _fetch(url, part, expected_size=expected_size, quiet=quiet, timeout=timeout)
-    if md5 is not None:
-        actual = file_md5(part)
-        if actual != md5.lower():
-            os.remove(part)
-            raise ChecksumError(f"{name}: checksum mismatch: expected md5 {md5}, got {actual}; "
-                                f"deleted {part}")
+    mismatch = _digest_mismatch(part, expected)
+    if mismatch is not None:
+        algorithm, want, actual = mismatch
+        os.remove(part)
+        raise ChecksumError(f"{name}: checksum mismatch: expected {algorithm} {want}, got "
+                            f"{actual}; deleted {part}")
     os.replace(part, dest)
     return dest
 
