@@ -1,0 +1,606 @@
+"""Training: the schedule, the run folder, resume, and ``fit()`` wiring -- one entry point.
+
+:func:`train` is what notebooks and ``python -m ssd_keras train`` call.  A run
+folder holds everything about one run::
+
+    run_dir/config.json              DetectorConfig
+    run_dir/train_config.json        TrainConfig
+    run_dir/backup/                  resume state (weights + optimizer + step), every backup_every steps
+    run_dir/checkpoints/             ckpt-<step>.weights.h5 every checkpoint_every steps (last 5 kept)
+    run_dir/logs/train_log.csv       one row per log_every steps (see ssd_keras.callbacks.TrainLogger)
+    run_dir/logs/tensorboard/        the same scalars as TensorBoard events
+    run_dir/metrics/intermediate_map.csv   mAP every eval_every steps (with eval records)
+    run_dir/model.keras              the final model
+
+Steps are optimizer updates (``optimizer.iterations``); the learning rate is a
+function of that step (:class:`WarmupSchedule`), so a resumed run continues
+the schedule exactly.  Killing the process at any moment and starting it again
+with the same arguments resumes from the last backup (see
+:mod:`ssd_keras.callbacks`).  Data order after a resume is not the order the
+uninterrupted run would have seen: the pipeline seed becomes ``seed + step``
+so the first batches are not repeated.
+
+Distribution: pass any ``tf.distribute`` strategy.  ``TrainConfig.batch_size``
+is the batch *per replica*; the global batch ``batch_size * R`` is split
+across the ``R`` replicas, and, following the linear scaling rule (Goyal et
+al. 2017), the learning rate is multiplied by ``R``
+(``scale_lr_with_replicas=False`` keeps it).  The reference schedule
+(SGD 1e-3, batch 32) is therefore reproduced on one device; on 4 GPUs the
+same config trains with batch 128 at 4e-3.  ``MultiWorkerMirroredStrategy``
+reads ``TF_CONFIG``; only the chief writes the run folder, other workers write
+theirs under ``run_dir/workers/<task>/``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+from typing import Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+
+from ssd_keras.callbacks import (
+    NaNGuard, RunClock, StepBackup, StepLimit, TrainingDiverged, TrainLogger, WeightsCheckpoint,
+    atomic_save_model, atomic_write_text)
+
+__all__ = ["TrainConfig", "WarmupSchedule", "TrainingDiverged", "train", "make_optimizer",
+           "make_loss_evaluator", "run_paths", "register", "main"]
+
+
+# ----------------------------------------------------------------------------- config
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train (the detector itself is a :class:`~ssd_keras.config.DetectorConfig`).
+
+    Defaults are the reference SSD300 VOC07+12 schedule: SGD momentum 0.9,
+    lr 1e-3 with a 1000-step linear warm-up from 1e-4 (SGD at 1e-3 sometimes
+    diverges in the first few hundred steps), x0.1 at 80k and 100k, 120k
+    steps, batch 32.  ``schedule="cosine"`` is the TF OD API MobileNet recipe
+    (cosine decay to ``cosine_min_factor * lr`` after the warm-up).
+
+    Attributes:
+        optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
+        learning_rate: base rate (before replica scaling).
+        warmup_steps, warmup_start_factor: linear warm-up from
+            ``warmup_start_factor * lr`` to ``lr`` over ``warmup_steps``.
+        schedule: ``"piecewise"`` (``lr_boundaries``, ``lr_decay_factor``),
+            ``"cosine"`` or ``"constant"``.
+        total_steps: optimizer steps of the run.
+        batch_size: images per replica per step.
+        steps_per_epoch: Keras "epoch" length (progress bars, ``epoch`` column).
+        log_every: CSV row interval (default ``steps_per_epoch``).
+        backup_every: resume-state interval (default ``log_every``).
+        checkpoint_every, keep_checkpoints: weight checkpoints kept in ``checkpoints/``.
+        val_every, val_steps: validation loss interval (default ``log_every``)
+            and batches per validation (``None``: the whole validation set).
+        eval_every, eval_metric: intermediate mAP interval and metric.
+        mixed_precision: ``mixed_float16`` policy (restored afterwards).
+        jit_compile: XLA-compile the train step.
+        skip_bad_records: drop records the data checker rejects instead of failing.
+        seed: data pipeline seed (``None``: random) and ``keras.utils.set_random_seed``.
+        augment: SSD photometric/expand/crop/flip augmentation.
+        clipnorm: gradient norm clipping (``None``: off).
+        scale_lr_with_replicas: multiply the rate by the number of replicas.
+    """
+
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    learning_rate: float = 1e-3
+    warmup_steps: int = 1000
+    warmup_start_factor: float = 0.1
+    schedule: str = "piecewise"
+    lr_boundaries: Tuple[int, ...] = (80000, 100000)
+    lr_decay_factor: float = 0.1
+    cosine_min_factor: float = 0.0
+    total_steps: int = 120000
+    batch_size: int = 32
+    steps_per_epoch: int = 1000
+    log_every: Optional[int] = None
+    backup_every: Optional[int] = None
+    checkpoint_every: int = 10000
+    keep_checkpoints: int = 5
+    val_every: Optional[int] = None
+    val_steps: Optional[int] = None
+    eval_every: int = 20000
+    eval_metric: str = "voc07"
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    skip_bad_records: bool = False
+    seed: Optional[int] = 0
+    augment: bool = True
+    clipnorm: Optional[float] = None
+    scale_lr_with_replicas: bool = True
+
+    def __post_init__(self):
+        self.lr_boundaries = tuple(int(b) for b in self.lr_boundaries)
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.schedule not in ("piecewise", "cosine", "constant"):
+            raise ValueError(f"schedule must be 'piecewise', 'cosine' or 'constant', "
+                             f"got {self.schedule!r}")
+        for name in ("total_steps", "batch_size", "steps_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def log_interval(self) -> int:
+        return int(self.log_every or self.steps_per_epoch)
+
+    @property
+    def backup_interval(self) -> int:
+        return int(self.backup_every or self.log_interval)
+
+    @property
+    def val_interval(self) -> int:
+        return int(self.val_every or self.log_interval)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_json(self, path=None, indent=2) -> str:
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            atomic_write_text(os.fspath(path), text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text) -> "TrainConfig":
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            with open(path_or_text) as f:
+                text = f.read()
+        return cls.from_dict(json.loads(text))
+
+
+# ----------------------------------------------------------------------------- schedule
+
+@keras.saving.register_keras_serializable(package="ssd_keras")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up, then piecewise-constant, cosine or constant; a function of the step.
+
+    ``step`` is ``optimizer.iterations`` (updates done before this one):
+
+    * ``step < warmup_steps``: ``lr * (f + (1 - f) * step / warmup_steps)``
+      with ``f = warmup_start_factor``;
+    * ``"piecewise"``: ``lr * decay_factor ** (number of boundaries <= step)``
+      (so update 80001, at step 80000, is the first at the lower rate);
+    * ``"cosine"``: ``lr * (m + (1 - m) * (1 + cos(pi * t)) / 2)`` with
+      ``t = (step - warmup) / (total - warmup)`` clipped to ``[0, 1]``.
+    """
+
+    def __init__(self, learning_rate, warmup_steps=0, warmup_start_factor=0.1,
+                 schedule="piecewise", boundaries=(), decay_factor=0.1, total_steps=1,
+                 cosine_min_factor=0.0):
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_start_factor = float(warmup_start_factor)
+        self.schedule = schedule
+        self.boundaries = tuple(int(b) for b in boundaries)
+        self.decay_factor = float(decay_factor)
+        self.total_steps = int(total_steps)
+        self.cosine_min_factor = float(cosine_min_factor)
+
+    @classmethod
+    def from_train_config(cls, tc: TrainConfig, replicas: int = 1) -> "WarmupSchedule":
+        scale = replicas if tc.scale_lr_with_replicas else 1
+        return cls(tc.learning_rate * scale, tc.warmup_steps, tc.warmup_start_factor,
+                   tc.schedule, tc.lr_boundaries, tc.lr_decay_factor, tc.total_steps,
+                   tc.cosine_min_factor)
+
+    def __call__(self, step):
+        ops = keras.ops
+        step = ops.cast(step, "float32")
+        lr = ops.convert_to_tensor(self.learning_rate, "float32")
+        if self.schedule == "piecewise" and self.boundaries:
+            passed = sum(ops.cast(step >= b, "float32") for b in self.boundaries)
+            lr = lr * ops.power(ops.convert_to_tensor(self.decay_factor, "float32"), passed)
+        elif self.schedule == "cosine":
+            span = max(self.total_steps - self.warmup_steps, 1)
+            t = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+            m = self.cosine_min_factor
+            lr = lr * (m + (1.0 - m) * 0.5 * (1.0 + ops.cos(math.pi * t)))
+        if self.warmup_steps > 0:
+            f = self.warmup_start_factor
+            ramp = f + (1.0 - f) * step / self.warmup_steps
+            lr = ops.where(step < self.warmup_steps, lr * ramp, lr)
+        return lr
+
+    def value(self, step: int) -> float:
+        """The rate at ``step`` as a Python float."""
+        return float(keras.ops.convert_to_numpy(self(step)))
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
+                "warmup_start_factor": self.warmup_start_factor, "schedule": self.schedule,
+                "boundaries": list(self.boundaries), "decay_factor": self.decay_factor,
+                "total_steps": self.total_steps, "cosine_min_factor": self.cosine_min_factor}
+
+
+def make_optimizer(tc: TrainConfig, schedule) -> keras.optimizers.Optimizer:
+    """SGD (momentum) or Adam on ``schedule``, with optional ``clipnorm``."""
+    kwargs = {"clipnorm": tc.clipnorm} if tc.clipnorm else {}
+    if tc.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=schedule, momentum=tc.momentum, **kwargs)
+    return keras.optimizers.Adam(learning_rate=schedule, **kwargs)
+
+
+# ----------------------------------------------------------------------------- run folder
+
+def run_paths(run_dir: str) -> dict:
+    """The files and folders of a run (see module docstring)."""
+    return {
+        "config": os.path.join(run_dir, "config.json"),
+        "train_config": os.path.join(run_dir, "train_config.json"),
+        "checkpoints": os.path.join(run_dir, "checkpoints"),
+        "backup": os.path.join(run_dir, "backup"),
+        "train_log": os.path.join(run_dir, "logs", "train_log.csv"),
+        "tensorboard": os.path.join(run_dir, "logs", "tensorboard"),
+        "metrics": os.path.join(run_dir, "metrics"),
+        "intermediate_map": os.path.join(run_dir, "metrics", "intermediate_map.csv"),
+        "model": os.path.join(run_dir, "model.keras"),
+    }
+
+
+def _worker_task():
+    """``(is_chief, task name)`` from ``TF_CONFIG`` (single process: chief)."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    except ValueError:
+        task = {}
+    kind, index = task.get("type"), int(task.get("index", 0))
+    if kind is None:
+        return True, "chief"
+    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    return chief, f"{kind}_{index}"
+
+
+# ----------------------------------------------------------------------------- validation
+
+def make_loss_evaluator(model, dataset, steps: Optional[int] = None, strategy=None):
+    """``fn() -> {classification_loss, localization_loss, regularization_loss, total_loss}``.
+
+    Means over ``steps`` batches (``None``: one pass) of ``dataset``
+    (``(images, {"labels", "boxes"})``), computed without touching the
+    model's training loss trackers (``model.evaluate`` would reset them).
+    """
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def step_fn(images, targets):
+        pred = model(images, training=False)
+        parts = model.loss_components(targets, pred)
+        reg = tf.zeros((), tf.float32)
+        for loss in model.losses:
+            reg = reg + tf.cast(tf.reduce_sum(loss), tf.float32)
+        return tf.stack([tf.cast(parts["classification"], tf.float32),
+                         tf.cast(parts["localization"], tf.float32), reg])
+
+    @tf.function
+    def distributed_step(images, targets):
+        values = strategy.run(step_fn, args=(images, targets))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None)
+
+    data = dataset.take(steps) if steps else dataset
+    if strategy.num_replicas_in_sync > 1:
+        data = strategy.experimental_distribute_dataset(data)
+
+    def evaluate():
+        sums, n = np.zeros(3), 0
+        for images, targets in data:
+            sums += distributed_step(images, targets).numpy()
+            n += 1
+        means = sums / max(n, 1)
+        names = ("classification_loss", "localization_loss", "regularization_loss")
+        out = dict(zip(names, means.tolist()))
+        out["total_loss"] = float(means.sum())
+        return out
+    return evaluate
+
+
+# ----------------------------------------------------------------------------- train
+
+def _log(verbose, *args):
+    if verbose:
+        print(*args, flush=True)
+
+
+def _finite_dataset(dataset):
+    import tensorflow as tf
+    if dataset.cardinality() != tf.data.INFINITE_CARDINALITY:
+        dataset = dataset.repeat()
+    return dataset
+
+
+def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: TrainConfig = None,
+          val_records=None, train_dataset=None, val_dataset=None, strategy=None,
+          eval_records=None, callbacks: Sequence = (), verbose: int = 1, coco_gt=None):
+    """Train (or resume training) a detector; return ``(model, history DataFrame)``.
+
+    Args:
+        config: :class:`~ssd_keras.config.DetectorConfig` or preset name.
+        train_records: records to train on (checked with
+            :func:`~ssd_keras.data.check.filter_bad_records`, then fed through
+            :func:`~ssd_keras.data.pipeline.make_dataset`); or
+        train_dataset: a ready dataset of ``(images (B, H, W, 3) RGB [0, 255],
+            {"labels": (B, N), "boxes": (B, N, 4)})`` with the *global* batch
+            (repeated if finite).
+        run_dir: the run folder (created; an existing backup there is resumed).
+        train_config: :class:`TrainConfig` (default: the reference schedule).
+        val_records / val_dataset: validation loss every ``val_every`` steps.
+        eval_records: intermediate mAP every ``eval_every`` steps and at the end
+            (``train_config.eval_metric``; ``coco_gt`` for ``"coco"``).
+        strategy: a ``tf.distribute`` strategy (default: the current one).
+        callbacks: extra Keras callbacks (they see global steps via
+            ``model.optimizer.iterations``).
+        verbose: Keras progress bar and row printing (0: silent).
+
+    Returns:
+        ``(model, history)``: the trained :class:`~ssd_keras.models.base.SSDModel`
+        and ``logs/train_log.csv`` as a DataFrame (the whole run, resumed parts included).
+
+    Raises:
+        TrainingDiverged: a loss became NaN/inf; the backup and checkpoints
+            from before are kept.
+    """
+    import pandas as pd
+    import tensorflow as tf
+
+    from ssd_keras.config import DetectorConfig
+    from ssd_keras.models.base import build_model
+
+    if isinstance(config, str):
+        from ssd_keras import presets
+        config = presets.get(config)
+    if not isinstance(config, DetectorConfig):
+        raise TypeError(f"config must be a DetectorConfig or preset name, got {type(config)}")
+    tc = train_config or TrainConfig()
+    if train_records is None and train_dataset is None:
+        raise ValueError("train() needs train_records or train_dataset")
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    global_batch = tc.batch_size * replicas
+
+    is_chief, task = _worker_task()
+    run_dir = os.fspath(run_dir)
+    out_dir = run_dir if is_chief else os.path.join(run_dir, "workers", task)
+    paths = run_paths(out_dir)
+    for folder in ("checkpoints", "backup", "metrics", "tensorboard"):
+        os.makedirs(paths[folder], exist_ok=True)
+    config.to_json(paths["config"])
+    tc.to_json(paths["train_config"])
+    if tc.seed is not None:
+        keras.utils.set_random_seed(tc.seed)
+
+    schedule = WarmupSchedule.from_train_config(tc, replicas)
+    previous_policy = keras.mixed_precision.global_policy()
+    if tc.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            model = build_model(config)
+            model.compile(optimizer=make_optimizer(tc, schedule), jit_compile=tc.jit_compile)
+            model.optimizer.build(model.trainable_variables)
+
+        clock = RunClock()
+        backup = StepBackup(paths["backup"], tc.backup_interval, tc.steps_per_epoch, clock)
+        start = backup.restore(model)
+        if start:
+            _log(verbose, f"resuming {run_dir} from step {start} "
+                          f"(learning rate {schedule.value(start):.3g})")
+        if start >= tc.total_steps:
+            _log(verbose, f"{run_dir}: already trained for {start} >= {tc.total_steps} steps")
+        else:
+            _fit(model, config, tc, paths, strategy, backup, clock, schedule, start, global_batch,
+                 train_records, train_dataset, val_records, val_dataset, eval_records, coco_gt,
+                 callbacks, verbose)
+        if is_chief:
+            atomic_save_model(model, paths["model"])
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    history = (pd.read_csv(paths["train_log"]) if os.path.exists(paths["train_log"])
+               else pd.DataFrame())
+    return model, history
+
+
+def _fit(model, config, tc, paths, strategy, backup, clock, schedule, start, global_batch,
+         train_records, train_dataset, val_records, val_dataset, eval_records, coco_gt,
+         callbacks, verbose):
+    from ssd_keras.data.pipeline import make_dataset
+
+    if train_dataset is None:
+        from ssd_keras.data.check import filter_bad_records
+        records = filter_bad_records(train_records, skip_bad=tc.skip_bad_records)
+        seed = None if tc.seed is None else tc.seed + start
+        train_dataset = make_dataset(records, config, global_batch, training=True, seed=seed,
+                                     augment=tc.augment)
+    train_dataset = _finite_dataset(train_dataset)
+
+    validate = None
+    if val_dataset is None and val_records:
+        val_dataset = make_dataset(val_records, config, global_batch, training=False)
+    if val_dataset is not None:
+        validate = make_loss_evaluator(model, val_dataset, tc.val_steps, strategy)
+
+    guard = NaNGuard(describe=lambda: (
+        f"last good checkpoint: {(checkpoints.existing() or ['none'])[-1]}; "
+        f"backup: {backup.backup_dir}"))
+    checkpoints = WeightsCheckpoint(paths["checkpoints"], tc.checkpoint_every, tc.keep_checkpoints)
+    logger = TrainLogger(paths["train_log"], tc.log_interval, tc.steps_per_epoch, schedule.value,
+                         clock, validate=validate, val_every=tc.val_interval,
+                         tensorboard_dir=paths["tensorboard"],
+                         print_fn=print if verbose else None)
+    # Order matters: the guard raises before anything is saved from a diverged step.
+    cbs = [guard, backup, StepLimit(tc.total_steps), logger, checkpoints]
+    if eval_records:
+        from ssd_keras.evaluation.callback import IntermediateMAP
+        cbs.append(IntermediateMAP(eval_records, tc.eval_every, tc.eval_metric,
+                                   paths["intermediate_map"], coco_gt=coco_gt,
+                                   print_fn=print if verbose else None))
+    cbs.extend(callbacks)
+    epochs = math.ceil(tc.total_steps / tc.steps_per_epoch)
+    model.fit(train_dataset, epochs=epochs, steps_per_epoch=tc.steps_per_epoch,
+              initial_epoch=start // tc.steps_per_epoch, callbacks=cbs, verbose=verbose,
+              shuffle=False)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _split_sets(text):
+    """``"2007/trainval,2012/trainval"`` -> ``[("2007", "trainval"), ("2012", "trainval")]``."""
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        year, sep, image_set = item.partition("/")
+        if not sep:
+            raise SystemExit(f"train: image set {item!r} must look like 2007/trainval")
+        out.append((year, image_set))
+    return out
+
+
+def _voc_records(root, sets):
+    from ssd_keras.data.voc import read_voc
+    records = []
+    for year, image_set in sets:
+        records.extend(read_voc(os.path.join(root, f"VOC{year}"), image_set))
+    return records
+
+
+def _strategy(name):
+    import tensorflow as tf
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """The ``train`` command."""
+    from ssd_keras import presets
+    from ssd_keras.config import DetectorConfig
+
+    config = (DetectorConfig.from_json(args.config) if args.config else presets.get(args.preset))
+    tc = TrainConfig.from_json(args.train_config) if args.train_config else TrainConfig()
+    overrides = {"total_steps": args.steps, "batch_size": args.batch_size,
+                 "learning_rate": args.lr, "optimizer": args.optimizer,
+                 "schedule": args.schedule, "warmup_steps": args.warmup_steps,
+                 "steps_per_epoch": args.steps_per_epoch, "log_every": args.log_every,
+                 "checkpoint_every": args.checkpoint_every, "backup_every": args.backup_every,
+                 "eval_every": args.eval_every, "seed": args.seed}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for flag, field in (("mixed_precision", "mixed_precision"), ("jit_compile", "jit_compile"),
+                        ("skip_bad_records", "skip_bad_records")):
+        if getattr(args, flag):
+            overrides[field] = True
+    if args.no_augment:
+        overrides["augment"] = False
+    if args.no_lr_scaling:
+        overrides["scale_lr_with_replicas"] = False
+    tc = tc.replace(**overrides)
+
+    coco_gt = None
+    if args.voc_root:
+        train_records = _voc_records(args.voc_root, _split_sets(args.image_sets))
+        val_records = _voc_records(args.voc_root, _split_sets(args.val)) if args.val else None
+        metric = tc.eval_metric
+    elif args.coco_json:
+        from ssd_keras.data.coco import coco_label_map, read_coco
+        if not args.images:
+            raise SystemExit("train: --coco-json needs --images DIR")
+        train_records = read_coco(args.coco_json, args.images)
+        names = tuple(coco_label_map(args.coco_json).label_to_name[i]
+                      for i in sorted(coco_label_map(args.coco_json).label_to_name))
+        if len(names) != config.num_classes or config.class_names != names:
+            config = config.replace(num_classes=len(names), class_names=names)
+        val_records = None
+        if args.val_coco_json:
+            val_records = read_coco(args.val_coco_json, args.val_images or args.images)
+            coco_gt = args.val_coco_json
+        metric = "coco"
+    else:
+        raise SystemExit("train: give --voc-root DIR or --coco-json FILE --images DIR")
+    tc = tc.replace(eval_metric=metric)
+    print(f"train: {config.name} on {len(train_records)} images -> {args.run_dir} "
+          f"({tc.total_steps} steps, batch {tc.batch_size})", flush=True)
+    try:
+        _, history = train(config, train_records, run_dir=args.run_dir, train_config=tc,
+                           val_records=val_records, eval_records=val_records,
+                           strategy=_strategy(args.strategy), coco_gt=coco_gt,
+                           verbose=args.verbose)
+    except TrainingDiverged as error:
+        print(f"train: {error}", file=sys.stderr)
+        return 3
+    if len(history):
+        print(history.tail(1).to_string(index=False), flush=True)
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``train`` command."""
+    p = subparsers.add_parser(
+        "train", help="train (or resume) an SSD detector into a run folder",
+        description="Train an SSD detector. Re-running the same command resumes from the "
+                    "run folder's last backup.")
+    p.add_argument("--preset", default="ssd300_voc", help="detector preset (default ssd300_voc)")
+    p.add_argument("--config", help="DetectorConfig JSON instead of a preset")
+    p.add_argument("--train-config", help="TrainConfig JSON (flags below override it)")
+    p.add_argument("--voc-root", help="VOCdevkit folder holding VOC2007/, VOC2012/")
+    p.add_argument("--image-sets", default="2007/trainval,2012/trainval",
+                   help="training image sets YEAR/SET, comma-separated")
+    p.add_argument("--val", help="validation image sets, e.g. 2007/test")
+    p.add_argument("--coco-json", help="COCO-format training annotations")
+    p.add_argument("--images", help="image folder of --coco-json")
+    p.add_argument("--val-coco-json", help="COCO-format validation annotations")
+    p.add_argument("--val-images", help="image folder of --val-coco-json")
+    p.add_argument("--run-dir", required=True, help="run folder (runs/NAME)")
+    p.add_argument("--steps", type=int, help="total optimizer steps")
+    p.add_argument("--batch-size", type=int, help="images per replica per step")
+    p.add_argument("--lr", type=float, help="base learning rate")
+    p.add_argument("--optimizer", choices=("sgd", "adam"))
+    p.add_argument("--schedule", choices=("piecewise", "cosine", "constant"))
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--backup-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--mixed-precision", action="store_true")
+    p.add_argument("--jit-compile", action="store_true")
+    p.add_argument("--skip-bad-records", action="store_true")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-lr-scaling", action="store_true",
+                   help="do not multiply the learning rate by the number of replicas")
+    p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none")
+    p.add_argument("--verbose", type=int, default=1, help="Keras verbosity (0, 1, 2)")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def main(argv=None) -> int:
+    """Run ``train`` without the package-wide CLI: ``main(["--voc-root", ...])``."""
+    parser = argparse.ArgumentParser(prog="train")
+    register(parser.add_subparsers(dest="command"))
+    argv = sys.argv[1:] if argv is None else argv
+    return run_train(parser.parse_args(["train", *argv]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

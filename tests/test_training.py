@@ -1,0 +1,380 @@
+"""Training: schedule, run folder, CSV log, NaN guard, kill-and-resume, MirroredStrategy, CLI.
+
+A tiny test architecture (three strided convs, two source layers at strides
+8 and 16 of a 32x32 input) keeps every run to a few seconds on CPU.  Runs that
+must be killed or need their own device setup happen in subprocesses that
+import this module for the architecture.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _register_tiny():
+    import keras
+
+    from ssd_keras.models.base import conv_heads, register_architecture
+
+    @register_architecture("tiny_test")
+    def tiny(images, config):
+        x = images
+        for i in range(3):
+            x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
+                                    name=f"tiny_conv{i}")(x)
+        f8 = x
+        f16 = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
+                                  name="tiny_conv3")(f8)
+        return conv_heads([f8, f16], config, names=["f8", "f16"])
+
+
+_register_tiny()
+
+
+def tiny_config(num_classes=20, size=32):
+    from ssd_keras.config import DetectorConfig, MultiscaleAnchors
+    from ssd_keras.data.voc import VOC_CLASSES
+
+    return DetectorConfig(
+        name="tiny", architecture="tiny_test", image_size=(size, size), num_classes=num_classes,
+        class_names=VOC_CLASSES[:num_classes] if num_classes == 20 else None,
+        anchor_generator=MultiscaleAnchors(min_level=3, max_level=4, anchor_scale=2.0,
+                                           scales_per_octave=1, aspect_ratios=(1.0, 2.0, 0.5)),
+        feature_map_sizes=None, feature_strides=(8, 16), input_scaling="tf",
+        pixel_mean=(127.5, 127.5, 127.5), channel_order="rgb", weight_decay=5e-4,
+        max_detections=20, max_detections_per_class=20)
+
+
+def synthetic_dataset(config, batch_size=2, nan_from=None, seed=0):
+    """Random images with one box each; box targets are NaN from element ``nan_from`` on."""
+    import tensorflow as tf
+
+    from ssd_keras.matching import encode_targets_for_config
+
+    anchors = config.anchors()
+    h, w = config.image_size
+
+    # Encoded eagerly once (the same target for every image).
+    targets = encode_targets_for_config(tf.constant([[0.2, 0.2, 0.7, 0.8]]), tf.constant([1]),
+                                        config, anchors)
+
+    def make(i):
+        g = tf.random.stateless_uniform([h, w, 3], seed=[seed, tf.cast(i, tf.int32)]) * 255.0
+        if nan_from is None:
+            return g, targets
+        # NaN box targets make the localization loss NaN (NaN images would not:
+        # ReLU maps NaN to 0 on CPU).
+        boxes = tf.where(i >= nan_from, targets["boxes"] * np.nan, targets["boxes"])
+        return g, {"labels": targets["labels"], "boxes": boxes}
+
+    return tf.data.Dataset.range(10 ** 6).map(make).batch(batch_size)
+
+
+def read_log(run_dir):
+    import pandas as pd
+    return pd.read_csv(os.path.join(run_dir, "logs", "train_log.csv"))
+
+
+# ----------------------------------------------------------------------------- config, schedule
+
+def test_train_config_json_round_trip(tmp_path):
+    from ssd_keras.training import TrainConfig
+
+    tc = TrainConfig(optimizer="adam", schedule="cosine", lr_boundaries=(10, 20), clipnorm=5.0)
+    path = tmp_path / "tc.json"
+    tc.to_json(path)
+    assert TrainConfig.from_json(path) == tc
+    assert TrainConfig.from_json(tc.to_json()) == tc
+    default = TrainConfig()
+    assert (default.optimizer, default.momentum, default.learning_rate) == ("sgd", 0.9, 1e-3)
+    assert default.lr_boundaries == (80000, 100000) and default.total_steps == 120000
+    assert default.batch_size == 32 and default.log_interval == 1000
+    with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+        TrainConfig.from_dict({"learning_rte": 1})
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+
+
+def test_schedule_warmup_and_drops():
+    from ssd_keras.training import TrainConfig, WarmupSchedule
+
+    s = WarmupSchedule.from_train_config(TrainConfig())
+    assert s.value(0) == pytest.approx(1e-4)
+    assert s.value(500) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert s.value(1000) == pytest.approx(1e-3)
+    assert s.value(79999) == pytest.approx(1e-3)
+    assert s.value(80000) == pytest.approx(1e-4)
+    assert s.value(99999) == pytest.approx(1e-4)
+    assert s.value(100000) == pytest.approx(1e-5)
+    cos = WarmupSchedule(0.08, 1000, 0.325, "cosine", total_steps=51000)
+    assert cos.value(0) == pytest.approx(0.026)
+    assert cos.value(1000) == pytest.approx(0.08)
+    assert cos.value(26000) == pytest.approx(0.04, rel=1e-4)
+    assert cos.value(51000) == pytest.approx(0.0, abs=1e-7)
+    # Replica scaling: linear in the number of replicas, unless disabled.
+    assert WarmupSchedule.from_train_config(TrainConfig(), replicas=4).value(5000) == \
+        pytest.approx(4e-3)
+    off = TrainConfig(scale_lr_with_replicas=False)
+    assert WarmupSchedule.from_train_config(off, replicas=4).value(5000) == pytest.approx(1e-3)
+    # Serialisable with the optimizer.
+    import keras
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(cos))
+    assert again.value(26000) == pytest.approx(cos.value(26000))
+
+
+# ----------------------------------------------------------------------------- run folder + log
+
+def test_train_run_folder_and_csv(tmp_path):
+    from ssd_keras.config import DetectorConfig
+    from ssd_keras.training import TrainConfig, train
+
+    config = tiny_config(num_classes=3)
+    tc = TrainConfig(total_steps=7, batch_size=2, steps_per_epoch=3, log_every=2,
+                     checkpoint_every=3, warmup_steps=4, lr_boundaries=(5,),
+                     learning_rate=1e-2, val_every=4, val_steps=2)
+    run = str(tmp_path / "run")
+    model, history = train(config, run_dir=run, train_config=tc,
+                           train_dataset=synthetic_dataset(config),
+                           val_dataset=synthetic_dataset(config, seed=1), verbose=0)
+    assert list(history.columns) == [
+        "step", "epoch", "learning_rate", "classification_loss", "localization_loss",
+        "regularization_loss", "total_loss", "val_classification_loss",
+        "val_localization_loss", "val_regularization_loss", "val_total_loss",
+        "elapsed_seconds"]
+    assert history["step"].tolist() == [2, 4, 6, 7]           # the last, partial interval too
+    assert history["epoch"].tolist() == pytest.approx([2 / 3, 4 / 3, 2, 7 / 3], abs=1e-3)
+    # The rate of the last update of each interval (update at step s-1): warm-up from
+    # 1e-3 to 1e-2 over 4 steps, x0.1 from step 5.
+    assert history["learning_rate"].tolist() == pytest.approx([3.25e-3, 7.75e-3, 1e-3, 1e-3])
+    parts = history[["classification_loss", "localization_loss", "regularization_loss"]]
+    assert np.all(np.isfinite(parts.to_numpy()))
+    np.testing.assert_allclose(parts.sum(axis=1), history["total_loss"], rtol=1e-6)
+    assert history["val_total_loss"].notna().tolist() == [False, True, False, False]
+    assert history["elapsed_seconds"].is_monotonic_increasing
+    assert int(model.optimizer.iterations.numpy()) == 7
+
+    assert DetectorConfig.from_json(os.path.join(run, "config.json")) == config
+    assert TrainConfig.from_json(os.path.join(run, "train_config.json")) == tc
+    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
+        "ckpt-0000003.weights.h5", "ckpt-0000006.weights.h5"]
+    assert os.path.exists(os.path.join(run, "backup", "latest.weights.h5"))
+    assert os.listdir(os.path.join(run, "logs", "tensorboard", "train"))
+    assert os.path.exists(os.path.join(run, "model.keras"))
+    assert not [f for f in os.listdir(run) if f.startswith(".tmp")]
+
+    # Running again with the same arguments: already done, nothing is trained or logged twice.
+    model2, history2 = train(config, run_dir=run, train_config=tc,
+                             train_dataset=synthetic_dataset(config), verbose=0)
+    assert int(model2.optimizer.iterations.numpy()) == 7
+    assert history2["step"].tolist() == [2, 4, 6, 7]
+
+
+def test_interval_means_are_exact(tmp_path):
+    """Rows average exactly their interval, across Keras epoch resets."""
+    import keras
+
+    from ssd_keras.training import TrainConfig, train
+
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            t = self.model.classification_loss_tracker
+            seen.append((float(t.total.numpy()), float(t.count.numpy())))
+
+    config = tiny_config(num_classes=3)
+    tc = TrainConfig(total_steps=6, batch_size=2, steps_per_epoch=2, log_every=3,
+                     checkpoint_every=100, warmup_steps=0, learning_rate=1e-2)
+    _, history = train(config, run_dir=str(tmp_path / "run"), train_config=tc,
+                       train_dataset=synthetic_dataset(config), callbacks=[Record()], verbose=0)
+    # per-step values from the cumulative (total, count) pairs, epochs of 2 steps
+    per_step = []
+    for i, (total, count) in enumerate(seen):
+        prev = seen[i - 1] if i % 2 else (0.0, 0.0)
+        per_step.append((total - prev[0]) / (count - prev[1]))
+    assert history["classification_loss"].tolist() == pytest.approx(
+        [np.mean(per_step[:3]), np.mean(per_step[3:])], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- NaN guard
+
+def test_nan_guard_raises_and_keeps_backup(tmp_path):
+    from ssd_keras.training import (TrainConfig, TrainingDiverged, WarmupSchedule,
+                                    make_optimizer, train)
+
+    config = tiny_config(num_classes=3)
+    tc = TrainConfig(total_steps=20, batch_size=2, steps_per_epoch=5, log_every=2,
+                     checkpoint_every=3, backup_every=2, warmup_steps=0, learning_rate=1e-2)
+    run = str(tmp_path / "run")
+    # Elements 12.. are NaN: batch 7 (step 7) is the first NaN batch.
+    with pytest.raises(TrainingDiverged, match="at step 7") as info:
+        train(config, run_dir=run, train_config=tc,
+              train_dataset=synthetic_dataset(config, nan_from=12), verbose=0)
+    assert info.value.step == 7
+    assert "ckpt-0000006.weights.h5" in str(info.value)
+    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
+        "ckpt-0000003.weights.h5", "ckpt-0000006.weights.h5"]
+    # The backup is the step-6 state, finite.
+    model = __import__("ssd_keras").build_model(config)
+    model.compile(optimizer=make_optimizer(tc, WarmupSchedule.from_train_config(tc)))
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(run, "backup", "latest.weights.h5"))
+    assert int(model.optimizer.iterations.numpy()) == 6
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    assert read_log(run)["step"].tolist() == [2, 4, 6]
+
+
+# ----------------------------------------------------------------------------- kill and resume
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, {tests!r})
+    import keras
+    import test_training as t
+    from ssd_keras.data.voc import read_voc
+    from ssd_keras.training import TrainConfig, train
+
+    class Slow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(0.06)
+
+    records = read_voc({voc!r}, "trainval")
+    tc = TrainConfig(total_steps=36, batch_size=2, steps_per_epoch=5, log_every=3,
+                     backup_every=2, checkpoint_every=6, warmup_steps=10, learning_rate=1e-3,
+                     lr_boundaries=(20,), seed=1)
+    model, history = train(t.tiny_config(), records, run_dir={run!r}, train_config=tc,
+                           callbacks=[Slow()], verbose=2)
+    print("FINAL_STEP", int(model.optimizer.iterations.numpy()), flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_kill_and_resume(tmp_path):
+    from tests.voc_fixtures import make_voc_tree
+    from ssd_keras.training import TrainConfig, WarmupSchedule
+
+    voc = make_voc_tree(tmp_path / "data", num_images=6, size=(64, 48), quirks=False)
+    run = str(tmp_path / "run")
+    script = tmp_path / "run_train.py"
+    script.write_text(RESUME_SCRIPT.format(tests=HERE, voc=voc, run=run))
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    log = os.path.join(run, "logs", "train_log.csv")
+
+    first = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 150
+    killed_after = None
+    while time.time() < deadline and first.poll() is None:
+        if os.path.exists(log):
+            with open(log) as handle:
+                rows = handle.read().splitlines()[1:]
+            if len(rows) >= 4:                       # step >= 12 logged
+                first.send_signal(signal.SIGKILL)
+                killed_after = len(rows)
+                break
+        time.sleep(0.02)
+    out_first = first.communicate()[0]
+    assert killed_after is not None, out_first[-3000:]
+    assert "FINAL_STEP" not in out_first
+
+    second = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                            text=True, timeout=240)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "FINAL_STEP 36" in second.stdout
+    resumed = [line for line in second.stdout.splitlines() if "resuming" in line]
+    assert resumed, second.stdout
+    resumed_step = int(resumed[0].split("from step ")[1].split()[0])
+    assert 12 <= resumed_step < 36 and resumed_step % 2 == 0
+
+    history = read_log(run)
+    assert history["step"].tolist() == list(range(3, 37, 3))       # no duplicate, no gap
+    schedule = WarmupSchedule.from_train_config(TrainConfig(
+        warmup_steps=10, learning_rate=1e-3, lr_boundaries=(20,), total_steps=36))
+    assert history["learning_rate"].tolist() == pytest.approx(
+        [schedule.value(s - 1) for s in history["step"]])
+    assert np.all(np.isfinite(history["total_loss"]))
+    assert history["elapsed_seconds"].is_monotonic_increasing
+    with open(os.path.join(run, "backup", "training_metadata.json")) as handle:
+        assert json.load(handle)["step"] == 36
+
+
+# ----------------------------------------------------------------------------- distribution
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import test_training as t
+    from ssd_keras.training import TrainConfig, train
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    config = t.tiny_config(num_classes=3)
+    tc = TrainConfig(total_steps=3, batch_size=2, steps_per_epoch=3, log_every=1,
+                     warmup_steps=0, learning_rate=1e-3, checkpoint_every=100)
+    model, history = train(config, run_dir={run!r}, train_config=tc, strategy=strategy,
+                           train_dataset=t.synthetic_dataset(config, batch_size=4),
+                           val_dataset=t.synthetic_dataset(config, batch_size=4).take(2),
+                           verbose=0)
+    print("REPLICAS", strategy.num_replicas_in_sync)
+    print("STEPS", int(model.optimizer.iterations.numpy()))
+    print(history.to_csv(index=False))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_two_cpus(tmp_path):
+    run = str(tmp_path / "run")
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT.format(tests=HERE, run=run))
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "REPLICAS 2" in done.stdout and "STEPS 3" in done.stdout
+    history = read_log(run)
+    assert history["step"].tolist() == [1, 2, 3]
+    assert np.all(np.isfinite(history[["total_loss", "val_total_loss"]].to_numpy()))
+    assert history["learning_rate"].tolist() == pytest.approx([2e-3] * 3)   # 1e-3 x 2 replicas
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_train_on_voc_tree(tmp_path, capsys):
+    from tests.voc_fixtures import make_voc_tree
+    from ssd_keras.training import main
+
+    root = tmp_path / "VOCdevkit"
+    make_voc_tree(root, num_images=4, size=(64, 48), quirks=False)
+    make_voc_tree(root, num_images=2, size=(64, 48), quirks=False, image_set="test",
+                  start_index=10, seed=3)
+    config_path = tmp_path / "tiny.json"
+    tiny_config().to_json(config_path)
+    run = str(tmp_path / "run")
+    code = main(["--config", str(config_path), "--voc-root", str(root),
+                 "--image-sets", "2007/trainval", "--val", "2007/test", "--run-dir", run,
+                 "--steps", "4", "--batch-size", "2", "--steps-per-epoch", "2",
+                 "--eval-every", "2", "--checkpoint-every", "2", "--verbose", "0"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "train: tiny on 4 images" in out
+    history = read_log(run)
+    assert history["step"].tolist() == [2, 4]
+    assert history["val_total_loss"].notna().all()
+    import pandas as pd
+    maps = pd.read_csv(os.path.join(run, "metrics", "intermediate_map.csv"))
+    assert maps["step"].tolist() == [2, 4]
+    assert list(maps.columns[:3]) == ["step", "map", "aeroplane"]
