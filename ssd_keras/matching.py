@@ -15,20 +15,15 @@ import tensorflow as tf
 from ssd_keras.boxes import DEFAULT_VARIANCES, encode_boxes, pairwise_iou
 
 
-def _bipartite_match(iou):
-    """Greedy bipartite assignment: ``(m, N)`` IoU -> ``(N,)`` int32 box index or -1.
-
-    Repeats ``m`` times: take the largest remaining IoU, assign that anchor to
-    that box, remove both.  Pairs with IoU 0 are never assigned (Caffe skips them).
-    """
+def _greedy_assign(iou):
+    """Greedy bipartite assignment on a small ``(m, c)`` matrix -> ``(c,)`` box index or -1."""
     m = tf.shape(iou)[0]
     n = tf.shape(iou)[1]
 
     def body(i, work, assigned):
         flat = tf.argmax(tf.reshape(work, [-1]), output_type=tf.int32)
         g, a = flat // n, flat % n
-        best = tf.reshape(work, [-1])[flat]
-        ok = best > 0.0
+        ok = tf.reshape(work, [-1])[flat] > 0.0
         assigned = tf.cond(ok, lambda: tf.tensor_scatter_nd_update(assigned, [[a]], [g]),
                            lambda: assigned)
         taken = (tf.range(m) == g)[:, None] | (tf.range(n) == a)[None, :]
@@ -39,6 +34,26 @@ def _bipartite_match(iou):
         lambda i, *_: i < m, body,
         [tf.constant(0), iou, -tf.ones([n], tf.int32)])
     return assigned
+
+
+def _bipartite_match(iou):
+    """Greedy bipartite assignment: ``(m, N)`` IoU -> ``(N,)`` int32 box index or -1.
+
+    Repeats ``m`` times: take the largest remaining IoU, assign that anchor to
+    that box, remove both.  Pairs with IoU 0 are never assigned (Caffe skips them).
+    A box is assigned after at most ``m - 1`` columns were removed, so its anchor
+    is among its ``m`` best: the loop runs on the union of every box's top-``m``
+    anchors (at most ``m * m`` columns) instead of all ``N`` -- same result.
+    """
+    m = tf.shape(iou)[0]
+    n = tf.shape(iou)[1]
+    k = tf.minimum(m, n)
+    _, top = tf.math.top_k(iou, k=k)                                  # (m, k)
+    # ascending columns keep argmax tie-breaking identical to the full matrix
+    cols = tf.sort(tf.unique(tf.reshape(top, [-1]))[0])               # (c,)
+    small = tf.gather(iou, cols, axis=1)                              # (m, c)
+    assigned_small = _greedy_assign(small)
+    return tf.tensor_scatter_nd_update(-tf.ones([n], tf.int32), cols[:, None], assigned_small)
 
 
 def match_anchors(gt_boxes, anchors_corners, iou_threshold=0.5, negative_threshold=None):
