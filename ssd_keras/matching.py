@@ -30,9 +30,11 @@ def _greedy_assign(iou):
         work = tf.where(taken, -tf.ones_like(work), work)
         return i + 1, work, assigned
 
+    # shape invariants: static input shapes (e.g. tf.constant boxes) must not pin the loop
     _, _, assigned = tf.while_loop(
         lambda i, *_: i < m, body,
-        [tf.constant(0), iou, -tf.ones([n], tf.int32)])
+        [tf.constant(0), iou, -tf.ones([n], tf.int32)],
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None]), tf.TensorShape([None])])
     return assigned
 
 

@@ -92,6 +92,15 @@ def test_usable_inside_tf_data(config):
     assert out["labels"][0].numpy().max() == 1 and out["labels"][1].numpy().max() == 0
 
 
+def test_static_box_shapes_inside_tf_data(config):
+    # boxes with a fully static shape (a constant inside the map) must work too
+    ds = tf.data.Dataset.range(2).map(
+        lambda i: encode_targets_for_config(tf.constant([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.8]]),
+                                            tf.constant([1, 2]), config))
+    out = next(iter(ds))
+    assert set(np.unique(out["labels"].numpy())) == {0, 1, 2}
+
+
 def test_pairwise_iou_and_validation():
     a = np.array([[0, 0, 2, 2], [1, 1, 3, 3]], np.float32)
     np.testing.assert_allclose(pairwise_iou(a, a).numpy(), [[1, 1 / 7], [1 / 7, 1]], atol=1e-6)
