@@ -15,3 +15,64 @@ def _clear_keras_session():
     yield
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session(free_memory=False)
+
+
+def _make_handler():
+    import http.server
+    import re
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        """Serves ``server.files`` ({path without leading '/': bytes}); honours ``Range: bytes=N-``
+        unless ``server.honour_range`` is False; records ``(path, Range header)`` per request."""
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            server = self.server
+            server.requests.append((self.path, self.headers.get("Range")))
+            data = server.files.get(self.path.lstrip("/"))
+            if data is None:
+                self.send_error(404)
+                return
+            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+            if match and server.honour_range:
+                start = int(match.group(1))
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                body = data[start:]
+            else:
+                self.send_response(200)
+                body = data
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def http_server():
+    """A threaded HTTP server on 127.0.0.1 (random port) for download tests.
+
+    Attributes: ``files`` (path -> bytes), ``requests`` (list of (path, Range)),
+    ``honour_range`` (bool), ``base_url`` (``http://127.0.0.1:PORT``).
+    """
+    import http.server
+    import threading
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _make_handler())
+    httpd.files, httpd.requests, httpd.honour_range = {}, [], True
+    httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)

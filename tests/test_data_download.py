@@ -1,12 +1,10 @@
 """VOC download end to end against a local HTTP server (127.0.0.1) serving tiny archives."""
 import argparse
 import hashlib
-import http.server
 import io
 import os
 import re
 import tarfile
-import threading
 
 import pytest
 
@@ -18,50 +16,11 @@ TRAINVAL07 = "VOCtrainval_06-Nov-2007.tar"
 TEST07 = "VOCtest_06-Nov-2007.tar"
 
 
-class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files`` ({name: bytes}); honours ``Range: bytes=N-`` unless told not to."""
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        server = self.server
-        server.requests.append((self.path, self.headers.get("Range")))
-        data = server.files.get(self.path.lstrip("/"))
-        if data is None:
-            self.send_error(404)
-            return
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if match and server.honour_range:
-            start = int(match.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            body = data[start:]
-        else:
-            self.send_response(200)
-            body = data
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    httpd.files, httpd.requests, httpd.honour_range = {}, [], True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/mirror"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+def server(http_server):
+    """The shared local server (conftest), with archives served under ``/mirror``."""
+    http_server.url = f"{http_server.base_url}/mirror"
+    return http_server
 
 
 def _tar(members):

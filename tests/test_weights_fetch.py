@@ -2,9 +2,7 @@
 registration, CLI -- against a local HTTP server (127.0.0.1) serving a tiny model's weights."""
 import argparse
 import hashlib
-import http.server
 import json
-import threading
 
 import h5py
 import keras
@@ -41,35 +39,12 @@ def _tiny_config():
 presets.register(PRESET, _tiny_config)
 
 
-class _CountingHandler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files`` ({path: bytes}) and records every request path."""
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        self.server.requests.append(self.path)
-        data = self.server.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingHandler)
-    httpd.files, httpd.requests = {}, []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+def server(http_server):
+    """The shared local server (conftest); ``paths()`` lists the requested paths."""
+    http_server.url = http_server.base_url
+    http_server.paths = lambda: [path for path, _ in http_server.requests]
+    return http_server
 
 
 @pytest.fixture(scope="module")
@@ -119,23 +94,23 @@ def _assert_same_predictions(model, trained):
 @pytest.mark.parametrize("fmt", ["weights.h5", "legacy_h5", "keras"])
 def test_fetch_verifies_loads_and_caches(server, trained, tmp_path, fmt):
     data = trained["data"][fmt]
-    server.files["/w/tiny"] = data
+    server.files["w/tiny"] = data
     manifest = {"entries": [_entry("tiny", fmt, f"{server.url}/w/tiny", _sha256(data))]}
     cache = tmp_path / "cache"
     model = weights.fetch("tiny", cache_dir=cache, manifest=manifest, quiet=True)
     _assert_same_predictions(model, trained)
     cached = cache / ("tiny" + weights.WEIGHT_FORMATS[fmt])
-    assert cached.read_bytes() == data and server.requests == ["/w/tiny"]
+    assert cached.read_bytes() == data and server.paths() == ["/w/tiny"]
     # second fetch: the cached file has the right hash, so no request is made
     path = weights.fetch("tiny", cache_dir=cache, manifest=manifest, load=False, quiet=True)
-    assert path == str(cached) and server.requests == ["/w/tiny"]
+    assert path == str(cached) and server.paths() == ["/w/tiny"]
 
 
 def test_wrong_hash_refused_and_not_cached(server, trained, tmp_path):
     data = trained["data"]["weights.h5"]
     corrupted = bytearray(data)
     corrupted[len(data) // 2] ^= 0xFF
-    server.files["/w/tiny"] = bytes(corrupted)
+    server.files["w/tiny"] = bytes(corrupted)
     good = _sha256(data)
     manifest = {"entries": [_entry("tiny", "weights.h5", f"{server.url}/w/tiny", good)]}
     cache = tmp_path / "cache"
@@ -145,7 +120,7 @@ def test_wrong_hash_refused_and_not_cached(server, trained, tmp_path):
     assert "tiny.weights.h5" in message and good in message and _sha256(corrupted) in message
     assert list(cache.iterdir()) == []
     # a cached file that went bad is deleted and downloaded again
-    server.files["/w/tiny"] = data
+    server.files["w/tiny"] = data
     (cache / "tiny.weights.h5").write_bytes(bytes(corrupted))
     weights.fetch("tiny", cache_dir=cache, manifest=manifest, load=False, quiet=True)
     assert (cache / "tiny.weights.h5").read_bytes() == data
@@ -154,14 +129,14 @@ def test_wrong_hash_refused_and_not_cached(server, trained, tmp_path):
 
 def test_unverified_entry_needs_permission(server, trained, tmp_path, capsys):
     data = trained["data"]["legacy_h5"]
-    server.files["/w/legacy"] = data
-    server.files["/w/page"] = b"<!DOCTYPE html><html>Google Drive - virus scan warning</html>"
+    server.files["w/legacy"] = data
+    server.files["w/page"] = b"<!DOCTYPE html><html>Google Drive - virus scan warning</html>"
     manifest = [_entry("legacy", "legacy_h5", f"{server.url}/w/legacy", None),
                 _entry("page", "legacy_h5", f"{server.url}/w/page", None)]
     cache = tmp_path / "cache"
     with pytest.raises(weights.UnverifiedWeightsError, match="allow_unverified"):
         weights.fetch("legacy", cache_dir=cache, manifest=manifest)
-    assert server.requests == []
+    assert server.paths() == []
     model = weights.fetch("legacy", cache_dir=cache, manifest=manifest, allow_unverified=True,
                           quiet=True)
     _assert_same_predictions(model, trained)
@@ -176,10 +151,10 @@ def test_unverified_entry_needs_permission(server, trained, tmp_path, capsys):
 def test_url_override_mirror_and_local_file(server, trained, tmp_path):
     data = trained["data"]["weights.h5"]
     manifest = [_entry("tiny", "weights.h5", "https://unreachable.invalid/x", _sha256(data))]
-    server.files["/mirror/tiny.weights.h5"] = data
+    server.files["mirror/tiny.weights.h5"] = data
     path = weights.fetch("tiny", cache_dir=tmp_path / "a", manifest=manifest,
                          mirror=f"{server.url}/mirror/", load=False, quiet=True)
-    assert server.requests == ["/mirror/tiny.weights.h5"]
+    assert server.paths() == ["/mirror/tiny.weights.h5"]
     # a local file (e.g. downloaded by hand) is checked and copied into the cache
     path = weights.fetch("tiny", cache_dir=tmp_path / "b", manifest=manifest, load=False,
                          url=str(trained["files"]["weights.h5"]), quiet=True)
@@ -237,7 +212,7 @@ def test_cli_register_list_fetch(server, trained, tmp_path, capsys):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"VOC2007 test mAP (11-point)": 0.5}))
     path = trained["files"]["weights.h5"]
-    server.files["/tiny.weights.h5"] = path.read_bytes()
+    server.files["tiny.weights.h5"] = path.read_bytes()
     parser = _parser()
 
     def run(*argv):
