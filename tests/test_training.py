@@ -22,38 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def _register_tiny():
-    import keras
-
-    from ssd_keras.models.base import conv_heads, register_architecture
-
-    @register_architecture("tiny_test")
-    def tiny(images, config):
-        x = images
-        for i in range(3):
-            x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
-                                    name=f"tiny_conv{i}")(x)
-        f8 = x
-        f16 = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
-                                  name="tiny_conv3")(f8)
-        return conv_heads([f8, f16], config, names=["f8", "f16"])
-
-
-_register_tiny()
-
-
-def tiny_config(num_classes=20, size=32):
-    from ssd_keras.config import DetectorConfig, MultiscaleAnchors
-    from ssd_keras.data.voc import VOC_CLASSES
-
-    return DetectorConfig(
-        name="tiny", architecture="tiny_test", image_size=(size, size), num_classes=num_classes,
-        class_names=VOC_CLASSES[:num_classes] if num_classes == 20 else None,
-        anchor_generator=MultiscaleAnchors(min_level=3, max_level=4, anchor_scale=2.0,
-                                           scales_per_octave=1, aspect_ratios=(1.0, 2.0, 0.5)),
-        feature_map_sizes=None, feature_strides=(8, 16), input_scaling="tf",
-        pixel_mean=(127.5, 127.5, 127.5), channel_order="rgb", weight_decay=5e-4,
-        max_detections=20, max_detections_per_class=20)
+from tests.tiny_models import tiny_config  # noqa: E402  (registers the tiny_test architecture)
 
 
 def synthetic_dataset(config, batch_size=2, nan_from=None, seed=0):
@@ -241,7 +210,7 @@ RESUME_SCRIPT = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {tests!r})
     import keras
-    import test_training as t
+    import tests.test_training as t
     from ssd_keras.data.voc import read_voc
     from ssd_keras.training import TrainConfig, train
 
@@ -267,7 +236,7 @@ def test_kill_and_resume(tmp_path):
     voc = make_voc_tree(tmp_path / "data", num_images=6, size=(64, 48), quirks=False)
     run = str(tmp_path / "run")
     script = tmp_path / "run_train.py"
-    script.write_text(RESUME_SCRIPT.format(tests=HERE, voc=voc, run=run))
+    script.write_text(RESUME_SCRIPT.format(tests=ROOT, voc=voc, run=run))
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
     log = os.path.join(run, "logs", "train_log.csv")
 
@@ -318,7 +287,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import test_training as t
+    import tests.test_training as t
     from ssd_keras.training import TrainConfig, train
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -339,7 +308,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 def test_mirrored_strategy_two_cpus(tmp_path):
     run = str(tmp_path / "run")
     script = tmp_path / "mirrored.py"
-    script.write_text(MIRRORED_SCRIPT.format(tests=HERE, run=run))
+    script.write_text(MIRRORED_SCRIPT.format(tests=ROOT, run=run))
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
                           text=True, timeout=240)

@@ -10,30 +10,15 @@ import numpy as np
 import pytest
 
 from ssd_keras import presets, weights
-from ssd_keras.config import DetectorConfig, MultiscaleAnchors
 from ssd_keras.data.download import ChecksumError
-from ssd_keras.models.base import build_model, conv_heads, register_architecture
+from ssd_keras.models.base import build_model
+from tests.tiny_models import tiny_config
 
 PRESET = "tiny_weights_test"
 
 
-@register_architecture("tiny_weights_test")
-def _tiny_graph(images, config):
-    """Three stride-2 convolutions: 32x32 -> one 4x4 source layer (stride 8, level 3)."""
-    x = images
-    for k in range(3):
-        x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu",
-                                name=f"tiny_conv{k}")(x)
-    return conv_heads([x], config, names=["tiny"])
-
-
 def _tiny_config():
-    return DetectorConfig(
-        name=PRESET, architecture="tiny_weights_test", image_size=(32, 32), num_classes=2,
-        anchor_generator=MultiscaleAnchors(min_level=3, max_level=3, anchor_scale=2.0,
-                                           scales_per_octave=1, aspect_ratios=(1.0,)),
-        feature_map_sizes=None, feature_strides=(8,), input_scaling="tf",
-        pixel_mean=(127.5, 127.5, 127.5), channel_order="rgb", weight_decay=0.0)
+    return tiny_config(num_classes=2, name=PRESET, weight_decay=0.0)
 
 
 presets.register(PRESET, _tiny_config)
