@@ -347,3 +347,25 @@ def test_cli_train_on_voc_tree(tmp_path, capsys):
     maps = pd.read_csv(os.path.join(run, "metrics", "intermediate_map.csv"))
     assert maps["step"].tolist() == [2, 4]
     assert list(maps.columns[:3]) == ["step", "map", "aeroplane"]
+
+
+@pytest.mark.parametrize("switch", ["jit_compile", "mixed_precision"])
+def test_xla_and_mixed_precision_switches(tmp_path, switch):
+    """Both switches run on CPU too (XLA on CPU; float16 compute, float32 outputs and loss)."""
+    import keras
+
+    from ssd_keras.training import TrainConfig, train
+
+    config = tiny_config(num_classes=3)
+    tc = TrainConfig(total_steps=3, batch_size=2, steps_per_epoch=3, log_every=3, warmup_steps=0,
+                     learning_rate=1e-3, **{switch: True})
+    model, history = train(config, run_dir=str(tmp_path / switch), train_config=tc,
+                           train_dataset=synthetic_dataset(config), verbose=0)
+    assert np.all(np.isfinite(history["total_loss"].to_numpy()))
+    assert int(model.optimizer.iterations.numpy()) == 3
+    if switch == "mixed_precision":
+        assert model.get_layer("tiny_conv0").compute_dtype == "float16"
+        assert model.output["classification"].dtype == "float32"
+    else:
+        assert model.jit_compile
+    assert keras.mixed_precision.global_policy().name == "float32"   # restored afterwards
