@@ -331,7 +331,8 @@ def _finite_dataset(dataset):
 
 def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: TrainConfig = None,
           val_records=None, train_dataset=None, val_dataset=None, strategy=None,
-          eval_records=None, callbacks: Sequence = (), verbose: int = 1, coco_gt=None):
+          eval_records=None, callbacks: Sequence = (), verbose: int = 1, coco_gt=None,
+          weights=None):
     """Train (or resume training) a detector; return ``(model, history DataFrame)``.
 
     Args:
@@ -351,6 +352,9 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
         callbacks: extra Keras callbacks (they see global steps via
             ``model.optimizer.iterations``).
         verbose: Keras progress bar and row printing (0: silent).
+        weights: initial weights of a new run, as :func:`~ssd_keras.weights.load_into`
+            takes them (``"imagenet"``: the reduced VGG16 base; a ``.weights.h5``,
+            ``.keras`` or legacy ``.h5`` file); ignored when resuming from a backup.
 
     Returns:
         ``(model, history)``: the trained :class:`~ssd_keras.models.base.SSDModel`
@@ -402,6 +406,9 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
         clock = RunClock()
         backup = StepBackup(paths["backup"], tc.backup_interval, tc.steps_per_epoch, clock)
         start = backup.restore(model)
+        if not start and weights is not None:
+            from ssd_keras.weights import load_into
+            load_into(model, weights)
         if start:
             _log(verbose, f"resuming {run_dir} from step {start} "
                           f"(learning rate {schedule.value(start):.3g})")
@@ -543,7 +550,7 @@ def run_train(args: argparse.Namespace) -> int:
         _, history = train(config, train_records, run_dir=args.run_dir, train_config=tc,
                            val_records=val_records, eval_records=val_records,
                            strategy=_strategy(args.strategy), coco_gt=coco_gt,
-                           verbose=args.verbose)
+                           verbose=args.verbose, weights=args.weights)
     except TrainingDiverged as error:
         print(f"train: {error}", file=sys.stderr)
         return 3
@@ -570,6 +577,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--val-coco-json", help="COCO-format validation annotations")
     p.add_argument("--val-images", help="image folder of --val-coco-json")
     p.add_argument("--run-dir", required=True, help="run folder (runs/NAME)")
+    p.add_argument("--weights", help="initial weights of a new run: 'imagenet' (VGG16 base) or a "
+                                     ".weights.h5 / .keras / legacy .h5 file")
     p.add_argument("--steps", type=int, help="total optimizer steps")
     p.add_argument("--batch-size", type=int, help="images per replica per step")
     p.add_argument("--lr", type=float, help="base learning rate")
