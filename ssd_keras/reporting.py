@@ -176,6 +176,9 @@ def plot_loss_components(run_or_log, out_dir: str = "figures", prefix: str = "Lo
 # ----------------------------------------------------------------------------- mAP
 
 def _step_label(step: int, step_format: str) -> str:
+    """``20000`` -> ``"20k"`` with the default format; steps below 1000 stay plain (``"4"``)."""
+    if step < 1000 and "{k}" in step_format and "{step}" not in step_format:
+        return str(int(step))
     k = step / 1000
     k = int(k) if float(k).is_integer() else round(k, 1)
     return step_format.format(k=k, step=int(step))
