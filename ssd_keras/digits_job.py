@@ -1,0 +1,527 @@
+"""The main job: ``python -m ssd_keras digits`` -- synthetic digits, trained on a 2-core CPU.
+
+The reference ("Experiment 01": SSD MobileNet v2 320x320, 30k GPU steps on 800
+synthetic 512x512 seven-segment-digit images) reaches COCO mAP 0.653 / AP50
+0.803.  Every digit is small (10-28 px high, width 0.3-0.75 of the height)
+and most of each image is background, so this job
+
+1. generates the dataset once (``ssd_keras.data.digits``, cached in ``data/digits``),
+2. trains a small fully convolutional SSD (``digits_convnet`` below: a plain
+   conv backbone to stride 16, an FPN on strides 4 and 8, one 3x3 tower per
+   level and head, sigmoid focal loss) on 128x128 crops sampled around the
+   digits (:mod:`ssd_keras.data.crops`), with pixel-sized anchors fitted to the
+   digit boxes (:class:`~ssd_keras.config.MultiscaleAnchors`: levels 2-3,
+   anchor scale 2 -> 8/11 px and 16/23 px, aspect ratios w/h 0.3, 0.55, 0.8),
+3. copies the weights into the same config at 512x512 (same pixel anchors on
+   a larger grid) and evaluates the 200 test images with pycocotools,
+4. writes ``model.keras`` (512 input), ``metrics.json``, ``config.json``,
+   ``recipe.json``, ``run_info.json``, ``logs/train_log.csv`` and the four
+   ``Loss_*.svg`` plots (also into ``figures/``).
+
+The number of steps is, by default, what fits in the time budget at the speed
+measured on the machine at hand (``steps=None``), so the cosine schedule
+always completes; ``--steps N`` fixes it.  ``--full`` is the long GPU recipe.
+
+The ``digits_convnet`` architecture is registered when this module is
+imported (``python -m ssd_keras ...`` imports it; in Python ``import
+ssd_keras.digits_job`` before ``keras.saving.load_model``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Optional
+
+import keras
+import numpy as np
+
+from ssd_keras import presets
+from ssd_keras.config import DetectorConfig, MultiscaleAnchors
+from ssd_keras.data.crops import CropSpec
+from ssd_keras.models.base import concat_predictions, register_architecture, regularizer
+
+DIGIT_NAMES = tuple("0123456789")
+
+
+# ----------------------------------------------------------------------------- architecture
+
+
+def _conv_bn_relu(x, filters, stride, reg, name, kernel_size=3):
+    x = keras.layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
+                            kernel_regularizer=reg, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+@register_architecture("digits_convnet")
+def digits_convnet(images, config: DetectorConfig):
+    """A small fully convolutional SSD for small objects (FPN on strides ``2**min..2**max``).
+
+    ``config.backbone`` options:
+        widths: channels of the stages at strides 2, 4, 8, ... (one per stage;
+            the deepest stage may lie above ``max_level`` and only feeds the
+            top-down path with context).
+        blocks: 3x3 conv layers per stage (the first has stride 2).
+        fpn_depth: channels of the pyramid levels (1x1 lateral + nearest
+            upsampling + add, then a 3x3 conv).
+        head_depth, head_layers: 3x3 conv layers of each level's class and box
+            towers before the predictors (separate per level).
+        class_prediction_bias_init: class-logit bias (-4.6: prior 0.01).
+
+    Input ``(B, H, W, 3)`` already scaled by the model; output ``(B, N, C)``
+    logits and ``(B, N, 4)`` offsets, levels ``min_level..max_level`` in order.
+    """
+    spec = config.anchor_generator
+    b = config.backbone
+    widths = tuple(b.get("widths", (16, 32, 64, 96)))
+    blocks = tuple(b.get("blocks", (1, 2, 2, 2)))
+    fpn_depth = int(b.get("fpn_depth", 64))
+    head_depth = int(b.get("head_depth", 64))
+    head_layers = int(b.get("head_layers", 1))
+    bias_init = float(b.get("class_prediction_bias_init", -4.6))
+    reg = regularizer(config)
+    if len(widths) < spec.max_level or len(blocks) != len(widths):
+        raise ValueError(f"{config.name}: need one width and block count per stage up to level "
+                         f"{spec.max_level}, got widths={widths} blocks={blocks}")
+
+    x = images
+    stages = {}
+    for level, (width, count) in enumerate(zip(widths, blocks), start=1):
+        for k in range(count):
+            x = _conv_bn_relu(x, width, 2 if k == 0 else 1, reg, f"stage{level}_{k}")
+        stages[level] = x
+
+    # top-down pyramid from the deepest stage to min_level
+    top = len(widths)
+    p = _conv_bn_relu(stages[top], fpn_depth, 1, reg, f"lateral{top}", kernel_size=1)
+    levels = {}
+    for level in range(top - 1, spec.min_level - 1, -1):
+        lateral = _conv_bn_relu(stages[level], fpn_depth, 1, reg, f"lateral{level}", kernel_size=1)
+        up = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}")(p)
+        p = keras.layers.Add(name=f"merge{level}")([lateral, up])
+        p = _conv_bn_relu(p, fpn_depth, 1, reg, f"fpn{level}")
+        levels[level] = p
+
+    c = config.num_outputs
+    cls_out, box_out = [], []
+    for level, boxes in zip(range(spec.min_level, spec.max_level + 1), config.boxes_per_cell()):
+        feat = levels[level] if level in levels else p
+        towers = {}
+        for kind in ("class", "box"):
+            t = feat
+            for k in range(head_layers):
+                t = _conv_bn_relu(t, head_depth, 1, reg, f"p{level}_{kind}_tower{k}")
+            towers[kind] = t
+        cls = keras.layers.Conv2D(boxes * c, 3, padding="same", kernel_regularizer=reg,
+                                  bias_initializer=keras.initializers.Constant(bias_init),
+                                  kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                                  name=f"p{level}_class_predictor")(towers["class"])
+        box = keras.layers.Conv2D(boxes * 4, 3, padding="same", kernel_regularizer=reg,
+                                  kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                                  name=f"p{level}_box_predictor")(towers["box"])
+        cls_out.append(keras.layers.Reshape((-1, c), name=f"p{level}_class_reshape")(cls))
+        box_out.append(keras.layers.Reshape((-1, 4), name=f"p{level}_box_reshape")(box))
+    return concat_predictions(cls_out, box_out)
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def digits_convnet_preset():
+    """Small scratch SSD for the digits: strides 4 and 8, anchors fitted to digit boxes."""
+    return DetectorConfig(
+        name="digits_convnet", architecture="digits_convnet", image_size=(512, 512),
+        num_classes=10, class_names=DIGIT_NAMES,
+        anchor_generator=MultiscaleAnchors(min_level=2, max_level=3, anchor_scale=2.0,
+                                           scales_per_octave=2, aspect_ratios=(0.3, 0.55, 0.8)),
+        feature_map_sizes=None, feature_strides=(4, 8),
+        variances=(0.1, 0.1, 0.2, 0.2), match_iou_threshold=0.5, negative_iou_threshold=0.4,
+        input_scaling="tf", pixel_mean=(127.5, 127.5, 127.5), channel_order="rgb",
+        classification_loss="sigmoid_focal", focal_alpha=0.25, focal_gamma=2.0,
+        localization_weight=1.0, weight_decay=4e-5,
+        score_threshold=0.01, nms_iou_threshold=0.5, max_detections=100,
+        max_detections_per_class=100,
+        backbone={"widths": [16, 32, 64, 96], "blocks": [1, 2, 2, 2], "fpn_depth": 64,
+                  "head_depth": 64, "head_layers": 1, "class_prediction_bias_init": -4.6})
+
+
+presets.register("digits_convnet", digits_convnet_preset)
+
+
+def ssd_mobilenet_v2_320_digits():
+    """The reference experiment's detector: ``ssd_mobilenet_v2_320`` with the 10 digit classes.
+
+    Kept unchanged otherwise (grid anchors 0.2-0.95 of the image, so the
+    smallest anchor is ~64 px at 320 for 10-28 px digits at 512 -> 6-17 px at
+    320): the honest baseline for the digits, not a tuned recipe.
+    """
+    return presets.get("ssd_mobilenet_v2_320", name="ssd_mobilenet_v2_320_digits",
+                       num_classes=10, class_names=DIGIT_NAMES)
+
+
+presets.register("ssd_mobilenet_v2_320_digits", ssd_mobilenet_v2_320_digits)
+
+
+# ----------------------------------------------------------------------------- recipe
+
+
+@dataclasses.dataclass
+class DigitsRecipe:
+    """Everything the ``digits`` job does, as data (written to ``DIR/recipe.json``).
+
+    Attributes:
+        preset: detector preset (trained at ``crop.crop_size``, evaluated at
+            ``eval_size``: the architecture must be fully convolutional with
+            pixel-sized anchors).
+        crop: :class:`~ssd_keras.data.crops.CropSpec` of the training crops.
+        batch_size: crops per step.
+        steps: optimizer steps; ``None`` ("auto"): as many as fit in the time
+            budget at the speed measured on this machine (a short calibration
+            run), between ``min_steps`` and ``max_steps``.
+        optimizer, learning_rate, warmup_steps, cosine_min_factor: Adam/SGD,
+            linear warm-up then cosine decay (``ssd_keras.training.WarmupSchedule``).
+        time_budget_minutes: wall time of the training phase (image loading,
+            calibration, training); training stops gracefully at the deadline
+            (``None``: no limit).  Data generation (~1 min, cached afterwards)
+            and evaluation (~0.5 min) come on top on 2 CPU cores.
+        log_every: loss-log row and progress-line interval (steps).
+        train_images, test_images, data_seed: the generated dataset.
+        seed: crop stream and weight initialisation seed.
+        eval_size: evaluation input ``(height, width)`` (the images' size).
+        score_threshold, max_detections: decoding for COCO AP.
+    """
+
+    preset: str = "digits_convnet"
+    crop: dict = dataclasses.field(default_factory=lambda: CropSpec().to_dict())
+    batch_size: int = 32
+    steps: Optional[int] = None
+    min_steps: int = 200
+    max_steps: int = 4000
+    optimizer: str = "adam"
+    learning_rate: float = 2e-3
+    warmup_steps: int = 50
+    cosine_min_factor: float = 0.0
+    time_budget_minutes: Optional[float] = 14.0
+    log_every: int = 25
+    train_images: int = 800
+    test_images: int = 200
+    data_seed: int = 2020
+    seed: int = 0
+    eval_size: tuple = (512, 512)
+    eval_batch_size: int = 8
+    score_threshold: float = 0.01
+    max_detections: int = 100
+
+    @property
+    def crop_spec(self) -> CropSpec:
+        return CropSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in self.crop.items()})
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def replace(self, **changes) -> "DigitsRecipe":
+        return dataclasses.replace(self, **changes)
+
+
+#: the default: a 2-core CPU, about 15 minutes of training.
+CPU_RECIPE = DigitsRecipe()
+#: ``--full``: a GPU, more steps and a bigger batch of bigger crops.
+FULL_RECIPE = DigitsRecipe(batch_size=64, steps=20000, learning_rate=2e-3, warmup_steps=500,
+                           time_budget_minutes=None, log_every=100)
+
+
+def detector_configs(recipe: DigitsRecipe):
+    """``(train_config, eval_config)``: the preset at the crop size and at the evaluation size."""
+    base = presets.get(recipe.preset)
+    size = int(recipe.crop_spec.crop_size)
+    return (base.replace(image_size=(size, size)),
+            base.replace(image_size=tuple(int(s) for s in recipe.eval_size)))
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop ``fit`` gracefully at ``deadline`` (``time.monotonic()`` seconds; ``None``: never)."""
+
+    def __init__(self, deadline: Optional[float]):
+        super().__init__()
+        self.deadline = deadline
+        self.stopped_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.stopped_at = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            self.model.stop_training = True
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """A line every ``every`` steps: step, losses, steps/s, elapsed, ETA."""
+
+    def __init__(self, total_steps: int, every: int, deadline: Optional[float] = None,
+                 print_fn=print):
+        super().__init__()
+        self.total_steps = int(total_steps)
+        self.every = int(every)
+        self.deadline = deadline
+        self.print_fn = print_fn
+
+    def on_train_begin(self, logs=None):
+        self._t0 = self._tl = time.monotonic()
+        self._sl = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._start = self._sl
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step % self.every and step != self.total_steps:
+            return
+        now = time.monotonic()
+        rate = (step - self._sl) / max(now - self._tl, 1e-9)
+        elapsed = now - self._t0
+        overall = (step - self._start) / max(elapsed, 1e-9)
+        eta = (self.total_steps - step) / max(overall, 1e-9)
+        if self.deadline is not None:
+            eta = min(eta, max(self.deadline - now, 0.0))
+        logs = logs or {}
+        losses = " ".join(f"{k.replace('_loss', '')}={float(logs[k]):.4f}"
+                          for k in ("loss", "classification_loss", "localization_loss") if k in logs)
+        self.print_fn(f"step {step}/{self.total_steps}  {losses}  {rate:.2f} steps/s  "
+                      f"elapsed {_duration(elapsed)}  ETA {_duration(eta)}", flush=True)
+        self._tl, self._sl = now, step
+
+
+def measure_steps_per_second(config: DetectorConfig, dataset, recipe: DigitsRecipe,
+                             warmup: int = 8, steps: int = 16) -> float:
+    """Training steps per second of ``config`` on ``dataset`` here and now (a throwaway model).
+
+    The first ``warmup`` steps (tracing) are not timed.
+    """
+    from ssd_keras.models.base import SSDModel
+
+    times = []
+
+    class _Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.monotonic())
+
+    model = SSDModel(config)
+    optimizer = (keras.optimizers.Adam(recipe.learning_rate) if recipe.optimizer == "adam"
+                 else keras.optimizers.SGD(recipe.learning_rate, momentum=0.9))
+    model.compile(optimizer=optimizer)
+    model.fit(dataset.take(warmup + steps), epochs=1, verbose=0, callbacks=[_Clock()])
+    del model
+    keras.backend.clear_session()
+    return steps / max(times[-1] - times[warmup - 1], 1e-9)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def data_root_for(recipe: DigitsRecipe, data_dir: Optional[str]) -> str:
+    """``data/digits`` for the standard 800/200 split, else a folder of its own (cache kept)."""
+    if data_dir:
+        return data_dir
+    if (recipe.train_images, recipe.test_images) == (800, 200):
+        return os.path.join("data", "digits")
+    return os.path.join("data", f"digits_{recipe.train_images}_{recipe.test_images}")
+
+
+def _write_json(path, obj):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def run_digits(recipe: DigitsRecipe, out_dir: str = "runs/digits", data_dir: Optional[str] = None,
+               figures_dir: Optional[str] = "figures", verbose: bool = True) -> dict:
+    """Generate (cached) data, train on crops, evaluate at full size; return the metrics.
+
+    Writes into ``out_dir``: ``model.keras`` (evaluation size), ``metrics.json``
+    (the 12 COCO numbers + per-category AP), ``config.json`` (the saved model's
+    DetectorConfig), ``recipe.json``, ``run_info.json`` (phase times, steps
+    done), ``logs/train_log.csv`` and ``Loss_*.svg`` (also in ``figures_dir``).
+    """
+    from ssd_keras.data.crops import crop_dataset, load_image_bank
+    from ssd_keras.data.digits import generate_digits_dataset, read_digits
+    from ssd_keras.evaluation.coco import STAT_NAMES, evaluate_coco
+    from ssd_keras.evaluation.runner import predict_records
+    from ssd_keras.models.base import SSDModel
+    from ssd_keras.reporting import plot_loss_components
+    from ssd_keras.training import TrainConfig, train
+
+    say = print if verbose else (lambda *a, **k: None)
+    t_start = time.monotonic()
+    times = {}
+    os.makedirs(out_dir, exist_ok=True)
+    recipe_path = os.path.join(out_dir, "recipe.json")
+    if os.path.exists(recipe_path):
+        with open(recipe_path) as f:
+            previous = json.load(f)
+        if previous != recipe.to_dict():
+            # a different recipe: do not resume its backup
+            say(f"digits: {out_dir} holds another recipe; starting training afresh")
+            for name in ("backup", "checkpoints", "logs", "metrics"):
+                shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+    _write_json(recipe_path, recipe.to_dict())
+
+    # -- data
+    root = data_root_for(recipe, data_dir)
+    files = generate_digits_dataset(root, {"train": recipe.train_images, "test": recipe.test_images},
+                                    seed=recipe.data_seed, progress=verbose)
+    train_records = read_digits(root, "train")
+    test_records = read_digits(root, "test")
+    times["data_seconds"] = time.monotonic() - t_start
+
+    # -- training on crops
+    t0 = time.monotonic()
+    deadline = (None if recipe.time_budget_minutes is None
+                else t0 + 60.0 * recipe.time_budget_minutes)
+    train_config, eval_config = detector_configs(recipe)
+    bank = load_image_bank(train_records)
+    dataset = crop_dataset(bank, train_config, recipe.batch_size, recipe.crop_spec,
+                           seed=recipe.seed)
+    steps = recipe.steps
+    calibration = None
+    if steps is None:
+        if deadline is None:
+            steps = recipe.max_steps
+        else:
+            calibration = measure_steps_per_second(train_config, dataset, recipe)
+            # ~15 s go to building and tracing the real model
+            left = deadline - time.monotonic() - 15.0
+            steps = int(np.clip(calibration * left, recipe.min_steps, recipe.max_steps))
+            say(f"digits: {calibration:.2f} steps/s measured here -> {steps} steps "
+                f"in the {recipe.time_budget_minutes:g} min budget", flush=True)
+    log_every = max(1, min(recipe.log_every, steps))
+    tc = TrainConfig(optimizer=recipe.optimizer, learning_rate=recipe.learning_rate,
+                     warmup_steps=min(recipe.warmup_steps, max(steps // 10, 1)),
+                     warmup_start_factor=0.1, schedule="cosine",
+                     cosine_min_factor=recipe.cosine_min_factor, total_steps=steps,
+                     batch_size=recipe.batch_size, steps_per_epoch=log_every,
+                     log_every=log_every, backup_every=max(log_every, 250),
+                     checkpoint_every=steps, keep_checkpoints=1, seed=recipe.seed,
+                     augment=True)
+    budget_cb = TimeBudget(deadline)
+    progress = ProgressLine(steps, log_every, deadline, print_fn=say)
+    say(f"digits: training {train_config.name} ({train_config.architecture}) on "
+        f"{recipe.crop_spec.crop_size}px crops of {len(train_records)} images: "
+        f"{steps} steps x {recipe.batch_size}"
+        + (f", time budget {recipe.time_budget_minutes:g} min" if deadline else ""), flush=True)
+    model, history = train(train_config, run_dir=out_dir, train_config=tc, train_dataset=dataset,
+                           callbacks=[budget_cb, progress], verbose=0)
+    n_params = int(model.count_params())
+    steps_done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    times["train_seconds"] = time.monotonic() - t0
+    del dataset, bank
+
+    # -- evaluation at full size: same weights, same pixel anchors on a larger grid
+    t0 = time.monotonic()
+    eval_model = SSDModel(eval_config)
+    eval_model.set_weights(model.get_weights())
+    eval_model.save(os.path.join(out_dir, "model.keras"))
+    eval_config.to_json(os.path.join(out_dir, "config.json"))
+    detections = predict_records(eval_model, test_records, batch_size=recipe.eval_batch_size,
+                                 score_threshold=recipe.score_threshold,
+                                 max_detections=recipe.max_detections,
+                                 max_detections_per_class=recipe.max_detections)
+    result = evaluate_coco(detections, files["test"][0],
+                           image_ids=[r.image_id for r in test_records], print_summary=verbose)
+    metrics = {name: result[name] for name in STAT_NAMES}
+    metrics["per_category"] = result["per_category"]
+    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    times["eval_seconds"] = time.monotonic() - t0
+
+    # -- loss plots
+    for folder in filter(None, (out_dir, figures_dir)):
+        plot_loss_components(out_dir, folder, prefix="Loss_")
+    times["total_seconds"] = time.monotonic() - t_start
+    info = {"steps_planned": steps, "steps_done": steps_done,
+            "calibration_steps_per_second": calibration,
+            "stopped_by_time_budget": budget_cb.stopped_at is not None,
+            "parameters": n_params, "train_steps_per_second":
+            steps_done / max(times["train_seconds"], 1e-9), **times}
+    _write_json(os.path.join(out_dir, "run_info.json"), info)
+    say(f"digits: {steps_done} steps in {_duration(times['train_seconds'])} "
+        f"({info['train_steps_per_second']:.2f} steps/s), total {_duration(times['total_seconds'])}; "
+        f"AP {metrics['AP']:.3f} AP50 {metrics['AP50']:.3f} -> {out_dir}", flush=True)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def recipe_from_args(args: argparse.Namespace) -> DigitsRecipe:
+    recipe = FULL_RECIPE if args.full else CPU_RECIPE
+    changes = {"train_images": args.train_images, "test_images": args.test_images,
+               "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+               "learning_rate": args.lr, "preset": args.preset, "max_steps": args.max_steps}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if args.time_budget_minutes is not None:
+        changes["time_budget_minutes"] = (None if args.time_budget_minutes <= 0
+                                          else args.time_budget_minutes)
+    crop = dict(recipe.crop)
+    if args.crop_size is not None:
+        crop["crop_size"] = args.crop_size
+    changes["crop"] = crop
+    if args.steps is not None:
+        changes["log_every"] = max(1, min(recipe.log_every, args.steps))
+    return recipe.replace(**changes)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The ``digits`` command."""
+    recipe = recipe_from_args(args)
+    figures = None if args.figures_dir in ("", "none") else args.figures_dir
+    run_digits(recipe, out_dir=args.out, data_dir=args.data_dir, figures_dir=figures)
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``digits`` command."""
+    p = subparsers.add_parser(
+        "digits", help="the main job: synthetic digits, train on crops, COCO-evaluate (CPU, ~15 min)",
+        description="Generate the synthetic seven-segment digits (cached), train a small SSD on "
+                    "crops around the digits, evaluate on the full 512x512 test images with "
+                    "pycocotools, and write model, metrics, loss log and loss plots.")
+    p.add_argument("--out", default="runs/digits", help="run folder (default runs/digits)")
+    p.add_argument("--data-dir", help="dataset folder (default data/digits)")
+    p.add_argument("--figures-dir", default="figures",
+                   help="also write the loss plots here (default figures; 'none' to skip)")
+    p.add_argument("--full", action="store_true", help="the long GPU recipe (more steps, bigger batch)")
+    p.add_argument("--train-images", type=int, help="training images to generate (800)")
+    p.add_argument("--test-images", type=int, help="test images to generate (200)")
+    p.add_argument("--steps", type=int,
+                   help="optimizer steps (default: as many as fit in the time budget)")
+    p.add_argument("--max-steps", type=int, help="upper limit of the automatic step count")
+    p.add_argument("--batch-size", type=int, help="crops per step")
+    p.add_argument("--crop-size", type=int, help="training crop side in pixels")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--preset", help="detector preset (default digits_convnet)")
+    p.add_argument("--time-budget-minutes", type=float,
+                   help="stop training after this many minutes (0: no limit)")
+    p.add_argument("--seed", type=int, help="crop stream / initialisation seed")
+    p.set_defaults(func=run_command)
+    return p
+
+
+def main(argv=None) -> int:
+    """Run ``digits`` without the package-wide CLI."""
+    parser = argparse.ArgumentParser(prog="digits")
+    register(parser.add_subparsers(dest="command"))
+    argv = sys.argv[1:] if argv is None else argv
+    return run_command(parser.parse_args(["digits", *argv]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

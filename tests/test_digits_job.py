@@ -1,0 +1,107 @@
+"""The digits main job end to end (tiny: 8 train / 4 test images, 3 steps) and the evaluate command."""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import ssd_keras
+from ssd_keras import digits_job, presets
+from ssd_keras.evaluation import cli as evaluate_cli
+from ssd_keras.evaluation.coco import STAT_NAMES
+
+LOSS_PLOTS = ("Loss_classification_loss.svg", "Loss_localization_loss.svg",
+              "Loss_regularization_loss.svg", "Loss_total_loss.svg")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits")
+    out, data, figures = root / "run", root / "data", root / "figures"
+    code = digits_job.main(["--out", str(out), "--data-dir", str(data), "--figures-dir", str(figures),
+                            "--train-images", "8", "--test-images", "4", "--steps", "3",
+                            "--batch-size", "2", "--time-budget-minutes", "5"])
+    assert code == 0
+    return out, data, figures
+
+
+def test_digits_writes_every_promised_file(tiny_run):
+    out, data, figures = tiny_run
+    for name in ("model.keras", "metrics.json", "config.json", "recipe.json", "run_info.json",
+                 os.path.join("logs", "train_log.csv"), *LOSS_PLOTS):
+        assert (out / name).is_file(), name
+    for name in LOSS_PLOTS:
+        assert (figures / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(STAT_NAMES) <= set(metrics)
+    assert all(-1.0 <= metrics[k] <= 1.0 for k in STAT_NAMES)
+    log = (out / "logs" / "train_log.csv").read_text().splitlines()
+    assert log[0].split(",")[:7] == ["step", "epoch", "learning_rate", "classification_loss",
+                                     "localization_loss", "regularization_loss", "total_loss"]
+    assert int(log[-1].split(",")[0]) == 3
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["steps"] == 3 and recipe["train_images"] == 8
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["steps_done"] == 3
+
+
+def test_saved_model_loads_at_the_evaluation_size(tiny_run):
+    out, _, _ = tiny_run
+    model = keras.saving.load_model(str(out / "model.keras"))
+    assert isinstance(model, ssd_keras.SSDModel)
+    assert tuple(model.detector_config.image_size) == (512, 512)
+    assert model.detector_config.num_classes == 10
+    detections = model.detect(np.zeros((1, 512, 512, 3), np.float32))
+    assert len(detections) == 1 and detections[0]["boxes"].shape[1:] == (4,)
+
+
+def test_evaluate_command_on_the_saved_model(tiny_run, capsys):
+    out, data, _ = tiny_run
+    metrics_path = out / "evaluate.json"
+    code = evaluate_cli.main(["--model", str(out / "model.keras"),
+                              "--coco-json", str(data / "annotations" / "test.json"),
+                              "--images", str(data / "images" / "test"),
+                              "--out", str(metrics_path), "--score-threshold", "0.01"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in printed
+    metrics = json.loads(metrics_path.read_text())
+    assert set(STAT_NAMES) <= set(metrics)
+    # same model, same images, same decoding -> the job's own numbers
+    job = json.loads((out / "metrics.json").read_text())
+    for k in STAT_NAMES:
+        assert metrics[k] == pytest.approx(job[k], abs=1e-6)
+
+
+def test_presets_and_recipes():
+    seed_like = presets.get("ssd_mobilenet_v2_320_digits")
+    assert seed_like.num_classes == 10 and seed_like.architecture == "ssd_mobilenet_v2"
+    train_config, eval_config = digits_job.detector_configs(digits_job.CPU_RECIPE)
+    size = digits_job.CPU_RECIPE.crop_spec.crop_size
+    assert train_config.image_size == (size, size) and eval_config.image_size == (512, 512)
+    # pixel anchors: the crop grid's anchors are the full grid's top-left anchors, in pixels
+    small = train_config.anchors() * size
+    full = eval_config.anchors() * 512
+    assert np.allclose(small[:10], full[:10], atol=1e-3)
+    assert digits_job.CPU_RECIPE.steps is None          # as many as fit in the time budget
+    assert digits_job.FULL_RECIPE.steps > digits_job.CPU_RECIPE.max_steps
+    assert digits_job.FULL_RECIPE.batch_size > digits_job.CPU_RECIPE.batch_size
+
+
+def test_time_budget_stops_training():
+    import time
+
+    class Model:
+        stop_training = False
+
+        class optimizer:  # noqa: N801
+            iterations = 7
+
+    budget = digits_job.TimeBudget(time.monotonic() + 3600)
+    budget.model = Model()
+    budget.on_train_batch_end(0)
+    assert not budget.model.stop_training
+    budget.deadline = time.monotonic() - 1
+    budget.on_train_batch_end(0)
+    assert budget.model.stop_training and budget.stopped_at == 7
