@@ -160,8 +160,8 @@ def ssd_mobilenet_v2_320_digits():
     smallest anchor is ~64 px at 320 for 10-28 px digits at 512 -> 6-17 px at
     320): the honest baseline for the digits, not a tuned recipe.
     """
-    return presets.get("ssd_mobilenet_v2_320", name="ssd_mobilenet_v2_320_digits",
-                       num_classes=10, class_names=DIGIT_NAMES)
+    return presets.get("ssd_mobilenet_v2_320").replace(
+        name="ssd_mobilenet_v2_320_digits", num_classes=10, class_names=DIGIT_NAMES)
 
 
 presets.register("ssd_mobilenet_v2_320_digits", ssd_mobilenet_v2_320_digits)

@@ -99,7 +99,7 @@ def test_time_budget_stops_training():
             iterations = 7
 
     budget = digits_job.TimeBudget(time.monotonic() + 3600)
-    budget.model = Model()
+    budget.set_model(Model())
     budget.on_train_batch_end(0)
     assert not budget.model.stop_training
     budget.deadline = time.monotonic() - 1
