@@ -22,9 +22,9 @@ The number of steps is, by default, what fits in the time budget at the speed
 measured on the machine at hand (``steps=None``), so the cosine schedule
 always completes; ``--steps N`` fixes it.  ``--full`` is the long GPU recipe.
 
-The ``digits_convnet`` architecture is registered when this module is
-imported (``python -m ssd_keras ...`` imports it; in Python ``import
-ssd_keras.digits_job`` before ``keras.saving.load_model``).
+The ``digits_convnet`` architecture lives in :mod:`ssd_keras.models.digits` and
+its preset in :mod:`ssd_keras.presets`, so ``import ssd_keras`` is enough to
+reload a saved digits ``model.keras``.
 """
 from __future__ import annotations
 
@@ -41,130 +41,8 @@ import keras
 import numpy as np
 
 from ssd_keras import presets
-from ssd_keras.config import DetectorConfig, MultiscaleAnchors
+from ssd_keras.config import DetectorConfig
 from ssd_keras.data.crops import CropSpec
-from ssd_keras.models.base import concat_predictions, register_architecture, regularizer
-
-DIGIT_NAMES = tuple("0123456789")
-
-
-# ----------------------------------------------------------------------------- architecture
-
-
-def _conv_bn_relu(x, filters, stride, reg, name, kernel_size=3):
-    x = keras.layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
-                            kernel_regularizer=reg, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(name=f"{name}_relu")(x)
-
-
-@register_architecture("digits_convnet")
-def digits_convnet(images, config: DetectorConfig):
-    """A small fully convolutional SSD for small objects (FPN on strides ``2**min..2**max``).
-
-    ``config.backbone`` options:
-        widths: channels of the stages at strides 2, 4, 8, ... (one per stage;
-            the deepest stage may lie above ``max_level`` and only feeds the
-            top-down path with context).
-        blocks: 3x3 conv layers per stage (the first has stride 2).
-        fpn_depth: channels of the pyramid levels (1x1 lateral + nearest
-            upsampling + add, then a 3x3 conv).
-        head_depth, head_layers: 3x3 conv layers of each level's class and box
-            towers before the predictors (separate per level).
-        class_prediction_bias_init: class-logit bias (-4.6: prior 0.01).
-
-    Input ``(B, H, W, 3)`` already scaled by the model; output ``(B, N, C)``
-    logits and ``(B, N, 4)`` offsets, levels ``min_level..max_level`` in order.
-    """
-    spec = config.anchor_generator
-    b = config.backbone
-    widths = tuple(b.get("widths", (16, 32, 64, 96)))
-    blocks = tuple(b.get("blocks", (1, 2, 2, 2)))
-    fpn_depth = int(b.get("fpn_depth", 64))
-    head_depth = int(b.get("head_depth", 64))
-    head_layers = int(b.get("head_layers", 1))
-    bias_init = float(b.get("class_prediction_bias_init", -4.6))
-    reg = regularizer(config)
-    if len(widths) < spec.max_level or len(blocks) != len(widths):
-        raise ValueError(f"{config.name}: need one width and block count per stage up to level "
-                         f"{spec.max_level}, got widths={widths} blocks={blocks}")
-
-    x = images
-    stages = {}
-    for level, (width, count) in enumerate(zip(widths, blocks), start=1):
-        for k in range(count):
-            x = _conv_bn_relu(x, width, 2 if k == 0 else 1, reg, f"stage{level}_{k}")
-        stages[level] = x
-
-    # top-down pyramid from the deepest stage to min_level
-    top = len(widths)
-    p = _conv_bn_relu(stages[top], fpn_depth, 1, reg, f"lateral{top}", kernel_size=1)
-    levels = {}
-    for level in range(top - 1, spec.min_level - 1, -1):
-        lateral = _conv_bn_relu(stages[level], fpn_depth, 1, reg, f"lateral{level}", kernel_size=1)
-        up = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}")(p)
-        p = keras.layers.Add(name=f"merge{level}")([lateral, up])
-        p = _conv_bn_relu(p, fpn_depth, 1, reg, f"fpn{level}")
-        levels[level] = p
-
-    c = config.num_outputs
-    cls_out, box_out = [], []
-    for level, boxes in zip(range(spec.min_level, spec.max_level + 1), config.boxes_per_cell()):
-        feat = levels[level] if level in levels else p
-        towers = {}
-        for kind in ("class", "box"):
-            t = feat
-            for k in range(head_layers):
-                t = _conv_bn_relu(t, head_depth, 1, reg, f"p{level}_{kind}_tower{k}")
-            towers[kind] = t
-        cls = keras.layers.Conv2D(boxes * c, 3, padding="same", kernel_regularizer=reg,
-                                  bias_initializer=keras.initializers.Constant(bias_init),
-                                  kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                                  name=f"p{level}_class_predictor")(towers["class"])
-        box = keras.layers.Conv2D(boxes * 4, 3, padding="same", kernel_regularizer=reg,
-                                  kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                                  name=f"p{level}_box_predictor")(towers["box"])
-        cls_out.append(keras.layers.Reshape((-1, c), name=f"p{level}_class_reshape")(cls))
-        box_out.append(keras.layers.Reshape((-1, 4), name=f"p{level}_box_reshape")(box))
-    return concat_predictions(cls_out, box_out)
-
-
-# ----------------------------------------------------------------------------- presets
-
-
-def digits_convnet_preset():
-    """Small scratch SSD for the digits: strides 4 and 8, anchors fitted to digit boxes."""
-    return DetectorConfig(
-        name="digits_convnet", architecture="digits_convnet", image_size=(512, 512),
-        num_classes=10, class_names=DIGIT_NAMES,
-        anchor_generator=MultiscaleAnchors(min_level=2, max_level=3, anchor_scale=2.0,
-                                           scales_per_octave=2, aspect_ratios=(0.3, 0.55, 0.8)),
-        feature_map_sizes=None, feature_strides=(4, 8),
-        variances=(0.1, 0.1, 0.2, 0.2), match_iou_threshold=0.5, negative_iou_threshold=0.4,
-        input_scaling="tf", pixel_mean=(127.5, 127.5, 127.5), channel_order="rgb",
-        classification_loss="sigmoid_focal", focal_alpha=0.25, focal_gamma=2.0,
-        localization_weight=1.0, weight_decay=4e-5,
-        score_threshold=0.01, nms_iou_threshold=0.5, max_detections=100,
-        max_detections_per_class=100,
-        backbone={"widths": [16, 32, 64, 96], "blocks": [1, 2, 2, 2], "fpn_depth": 64,
-                  "head_depth": 64, "head_layers": 1, "class_prediction_bias_init": -4.6})
-
-
-presets.register("digits_convnet", digits_convnet_preset)
-
-
-def ssd_mobilenet_v2_320_digits():
-    """The reference experiment's detector: ``ssd_mobilenet_v2_320`` with the 10 digit classes.
-
-    Kept unchanged otherwise (grid anchors 0.2-0.95 of the image, so the
-    smallest anchor is ~64 px at 320 for 10-28 px digits at 512 -> 6-17 px at
-    320): the honest baseline for the digits, not a tuned recipe.
-    """
-    return presets.get("ssd_mobilenet_v2_320").replace(
-        name="ssd_mobilenet_v2_320_digits", num_classes=10, class_names=DIGIT_NAMES)
-
-
-presets.register("ssd_mobilenet_v2_320_digits", ssd_mobilenet_v2_320_digits)
 
 
 # ----------------------------------------------------------------------------- recipe

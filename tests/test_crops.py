@@ -16,8 +16,8 @@ SPEC = CropSpec(crop_size=S, object_probability=0.7, min_visible=0.9, ignore_iou
 
 
 def _config():
-    from ssd_keras import digits_job
-    return digits_job.digits_convnet_preset().replace(
+    from ssd_keras import presets
+    return presets.get("digits_convnet").replace(
         image_size=(S, S),
         anchor_generator=MultiscaleAnchors(min_level=2, max_level=3, anchor_scale=2.0,
                                            scales_per_octave=2, aspect_ratios=(0.3, 0.55, 0.8)))

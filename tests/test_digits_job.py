@@ -1,6 +1,8 @@
 """The digits main job end to end (tiny: 8 train / 4 test images, 3 steps) and the evaluate command."""
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -54,6 +56,19 @@ def test_saved_model_loads_at_the_evaluation_size(tiny_run):
     assert model.detector_config.num_classes == 10
     detections = model.detect(np.zeros((1, 512, 512, 3), np.float32))
     assert len(detections) == 1 and detections[0]["boxes"].shape[1:] == (4,)
+
+
+def test_saved_model_loads_after_plain_import(tiny_run):
+    """A fresh interpreter with only ``import ssd_keras`` knows the digits architecture."""
+    out, _, _ = tiny_run
+    code = ("import sys, keras, ssd_keras\n"
+            "m = keras.saving.load_model(sys.argv[1])\n"
+            "assert 'ssd_keras.digits_job' not in sys.modules\n"
+            "print(type(m).__name__, m.detector_config.architecture)\n")
+    res = subprocess.run([sys.executable, "-c", code, str(out / "model.keras")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "SSDModel digits_convnet" in res.stdout
 
 
 def test_evaluate_command_on_the_saved_model(tiny_run, capsys):

@@ -39,7 +39,7 @@ def register_architecture(name):
 
 def _ensure_builders_imported():
     # Importing the model modules registers their architectures.
-    from ssd_keras.models import vgg  # noqa: F401
+    from ssd_keras.models import digits, vgg  # noqa: F401
     import importlib.util
     if importlib.util.find_spec("ssd_keras.models.mobilenet") is not None:
         from ssd_keras.models import mobilenet  # noqa: F401
