@@ -32,6 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_alone(register, command, argv=None) -> int:
+    """Run one command without importing the others (each module's ``main``).
+
+    ``register`` is the command module's ``register(subparsers)``; ``argv``
+    defaults to ``sys.argv[1:]`` (without the command name).
+    """
+    parser = argparse.ArgumentParser(prog=command)
+    register(parser.add_subparsers(dest="command"))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args([command, *argv])
+    return int(args.func(args) or 0)
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()

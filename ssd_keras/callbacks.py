@@ -28,6 +28,8 @@ from typing import Callable, Mapping, Optional, Sequence
 import keras
 import numpy as np
 
+from ssd_keras.io_utils import atomic_write, atomic_write_text  # noqa: F401  (re-exported)
+
 LOSS_COMPONENTS = ("classification_loss", "localization_loss", "regularization_loss")
 LOSS_COLUMNS = LOSS_COMPONENTS + ("total_loss",)
 VAL_LOSS_COLUMNS = tuple(f"val_{c}" for c in LOSS_COLUMNS)
@@ -48,43 +50,14 @@ def global_step(model) -> int:
 
 # ----------------------------------------------------------------------------- atomic files
 
-def _tmp_name(path: str) -> str:
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-
-
 def atomic_save_weights(model, path: str) -> None:
     """``model.save_weights(path)`` via a temp file and ``os.replace`` (path ends ``.weights.h5``)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: model.save_weights(tmp, overwrite=True))
 
 
 def atomic_save_model(model, path: str) -> None:
     """``model.save(path)`` (``.keras``) via a temp file and ``os.replace``."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        model.save(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = _tmp_name(path)
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: model.save(tmp, overwrite=True))
 
 
 def check_finite_weights(model, step: int, what: str = "weights") -> None:

@@ -168,11 +168,45 @@ def anchor_spec_from_dict(d: dict) -> AnchorSpec:
     return cls(**{k: _as_tuple(v) for k, v in d.items()})
 
 
+class JsonConfig:
+    """JSON round trip for config dataclasses: ``replace``, ``to_dict``/``from_dict`` (unknown
+    fields rejected, naming them), ``to_json`` (atomic file write)/``from_json`` (path or text)."""
+
+    def replace(self, **changes):
+        """A copy with fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists, plain JSON
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**dict(d))
+
+    def to_json(self, path=None, indent=2) -> str:
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            from ssd_keras.io_utils import atomic_write_text
+            atomic_write_text(path, text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text):
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            with open(path_or_text) as f:
+                text = f.read()
+        return cls.from_dict(json.loads(text))
+
+
 # --------------------------------------------------------------------------
 # The detector config
 # --------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(JsonConfig):
     """Everything the model, encoder, loss and decoder must agree on.
 
     Attributes (grouped):
@@ -326,36 +360,3 @@ class DetectorConfig:
         """
         from ssd_keras.anchors import generate_anchors
         return generate_anchors(self, image_size)
-
-    # --------------------------------------------------------- serialisation
-    def replace(self, **changes) -> "DetectorConfig":
-        """A copy with fields changed (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return json.loads(json.dumps(d))  # tuples -> lists, plain JSON types
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DetectorConfig":
-        d = dict(d)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown DetectorConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-    def to_json(self, path=None, indent=2) -> str:
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            with open(path, "w") as f:
-                f.write(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, path_or_text) -> "DetectorConfig":
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            with open(path_or_text) as f:
-                text = f.read()
-        return cls.from_dict(json.loads(text))

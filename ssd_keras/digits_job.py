@@ -43,6 +43,7 @@ import numpy as np
 from ssd_keras import presets
 from ssd_keras.config import DetectorConfig
 from ssd_keras.data.crops import CropSpec
+from ssd_keras.io_utils import write_json
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -214,13 +215,6 @@ def data_root_for(recipe: DigitsRecipe, data_dir: Optional[str]) -> str:
     return os.path.join("data", f"digits_{recipe.train_images}_{recipe.test_images}")
 
 
-def _write_json(path, obj):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-
-
 def run_digits(recipe: DigitsRecipe, out_dir: str = "runs/digits", data_dir: Optional[str] = None,
                figures_dir: Optional[str] = "figures", verbose: bool = True) -> dict:
     """Generate (cached) data, train on crops, evaluate at full size; return the metrics.
@@ -251,7 +245,7 @@ def run_digits(recipe: DigitsRecipe, out_dir: str = "runs/digits", data_dir: Opt
             say(f"digits: {out_dir} holds another recipe; starting training afresh")
             for name in ("backup", "checkpoints", "logs", "metrics"):
                 shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
-    _write_json(recipe_path, recipe.to_dict())
+    write_json(recipe_path, recipe.to_dict())
 
     # -- data
     root = data_root_for(recipe, data_dir)
@@ -317,7 +311,7 @@ def run_digits(recipe: DigitsRecipe, out_dir: str = "runs/digits", data_dir: Opt
                            image_ids=[r.image_id for r in test_records], print_summary=verbose)
     metrics = {name: result[name] for name in STAT_NAMES}
     metrics["per_category"] = result["per_category"]
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
     times["eval_seconds"] = time.monotonic() - t0
 
     # -- loss plots
@@ -329,7 +323,7 @@ def run_digits(recipe: DigitsRecipe, out_dir: str = "runs/digits", data_dir: Opt
             "stopped_by_time_budget": budget_cb.stopped_at is not None,
             "parameters": n_params, "train_steps_per_second":
             steps_done / max(times["train_seconds"], 1e-9), **times}
-    _write_json(os.path.join(out_dir, "run_info.json"), info)
+    write_json(os.path.join(out_dir, "run_info.json"), info)
     say(f"digits: {steps_done} steps in {_duration(times['train_seconds'])} "
         f"({info['train_steps_per_second']:.2f} steps/s), total {_duration(times['total_seconds'])}; "
         f"AP {metrics['AP']:.3f} AP50 {metrics['AP50']:.3f} -> {out_dir}", flush=True)
@@ -395,10 +389,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run ``digits`` without the package-wide CLI."""
-    parser = argparse.ArgumentParser(prog="digits")
-    register(parser.add_subparsers(dest="command"))
-    argv = sys.argv[1:] if argv is None else argv
-    return run_command(parser.parse_args(["digits", *argv]))
+    from ssd_keras.__main__ import run_alone
+    return run_alone(register, "digits", argv)
 
 
 if __name__ == "__main__":

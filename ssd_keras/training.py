@@ -45,7 +45,8 @@ import numpy as np
 
 from ssd_keras.callbacks import (
     NaNGuard, RunClock, StepBackup, StepLimit, TrainingDiverged, TrainLogger, WeightsCheckpoint,
-    atomic_save_model, atomic_write_text)
+    atomic_save_model)
+from ssd_keras.config import JsonConfig
 
 __all__ = ["TrainConfig", "WarmupSchedule", "TrainingDiverged", "train", "make_optimizer",
            "make_loss_evaluator", "run_paths", "register", "main"]
@@ -54,7 +55,7 @@ __all__ = ["TrainConfig", "WarmupSchedule", "TrainingDiverged", "train", "make_o
 # ----------------------------------------------------------------------------- config
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How to train (the detector itself is a :class:`~ssd_keras.config.DetectorConfig`).
 
     Defaults are the reference SSD300 VOC07+12 schedule: SGD momentum 0.9,
@@ -138,34 +139,6 @@ class TrainConfig:
     @property
     def val_interval(self) -> int:
         return int(self.val_every or self.log_interval)
-
-    def replace(self, **changes) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**d)
-
-    def to_json(self, path=None, indent=2) -> str:
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            atomic_write_text(os.fspath(path), text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, path_or_text) -> "TrainConfig":
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            with open(path_or_text) as f:
-                text = f.read()
-        return cls.from_dict(json.loads(text))
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -605,10 +578,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run ``train`` without the package-wide CLI: ``main(["--voc-root", ...])``."""
-    parser = argparse.ArgumentParser(prog="train")
-    register(parser.add_subparsers(dest="command"))
-    argv = sys.argv[1:] if argv is None else argv
-    return run_train(parser.parse_args(["train", *argv]))
+    from ssd_keras.__main__ import run_alone
+    return run_alone(register, "train", argv)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from ssd_keras.io_utils import write_json
+
 # keras.applications VGG16 layer -> SSD layer
 _VGG_CONV_NAMES = {f"block{b}_conv{i}": f"conv{b}_{i}"
                    for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for i in range(1, n + 1)}
@@ -380,28 +382,6 @@ def _format_of(path) -> str:
     raise ValueError(f"{path}: unknown weights format (expected .weights.h5, .keras or legacy .h5)")
 
 
-def _write_json_atomic(path, document) -> None:
-    """Write JSON through a temporary file in the same folder and ``os.replace``."""
-    import json
-    import tempfile
-
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, delete=False,
-                                         prefix=".manifest-", suffix=".tmp")
-    try:
-        with handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
-        raise
-
-
 def register_weights(path, name, preset, metric=None, source=None, url=None,
                      manifest_path=None, note=None, format=None) -> dict:
     """Add (or replace) the manifest entry ``name`` for the weights file ``path``.
@@ -461,7 +441,7 @@ def register_weights(path, name, preset, metric=None, source=None, url=None,
     document = _load_manifest_document(manifest_path, missing_ok=True)
     entries = [e for e in document["entries"] if e.get("name") != name] + [entry]
     document["entries"] = sorted(entries, key=lambda e: e["name"])
-    _write_json_atomic(manifest_path, document)
+    write_json(manifest_path, document)
     return entry
 
 

@@ -28,7 +28,6 @@ import argparse
 import concurrent.futures
 import dataclasses
 import os
-import sys
 from typing import Callable, Sequence
 
 import cv2
@@ -307,7 +306,5 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run ``check-data`` without the package-wide CLI: ``main(["--voc", root])``."""
-    parser = argparse.ArgumentParser(prog="check-data")
-    register(parser.add_subparsers(dest="command"))
-    argv = sys.argv[1:] if argv is None else argv
-    return run_check_data(parser.parse_args(["check-data", *argv]))
+    from ssd_keras.__main__ import run_alone
+    return run_alone(register, "check-data", argv)

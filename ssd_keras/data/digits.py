@@ -52,6 +52,7 @@ import cv2
 import numpy as np
 
 from ssd_keras.data.records import Record
+from ssd_keras.io_utils import write_json
 
 DIGIT_CLASSES = tuple("0123456789")
 
@@ -434,10 +435,7 @@ def _write_split(root, split, count, seed, spec, progress):
                        for i, name in enumerate(DIGIT_CLASSES)],
     }
     # JSON last and atomically: its presence marks a complete split
-    tmp = annotation_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(coco, f, indent=1)
-    os.replace(tmp, annotation_path)
+    write_json(annotation_path, coco, indent=1)
 
 
 def generate_digits_dataset(root, splits: Mapping[str, int] = DEFAULT_SPLITS, seed=DEFAULT_SEED,

@@ -24,9 +24,8 @@ from typing import Optional
 
 
 def _register_builders() -> None:
-    """Import the modules that register architectures outside ``ssd_keras.models``."""
-    import ssd_keras  # noqa: F401  (layers, SSDModel)
-    import ssd_keras.digits_job  # noqa: F401  ("digits_convnet")
+    """Import ssd_keras: it registers the layers, SSDModel and every architecture."""
+    import ssd_keras  # noqa: F401
 
 
 def load_detector(path: str):
@@ -115,10 +114,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def main(argv: Optional[list] = None) -> int:
     """Run ``evaluate`` without the package-wide CLI."""
-    parser = argparse.ArgumentParser(prog="evaluate")
-    register(parser.add_subparsers(dest="command"))
-    argv = sys.argv[1:] if argv is None else argv
-    return run_evaluate(parser.parse_args(["evaluate", *argv]))
+    from ssd_keras.__main__ import run_alone
+    return run_alone(register, "evaluate", argv)
 
 
 if __name__ == "__main__":
