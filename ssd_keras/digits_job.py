@@ -192,7 +192,8 @@ def measure_steps_per_second(config: DetectorConfig, dataset, recipe: DigitsReci
     optimizer = (keras.optimizers.Adam(recipe.learning_rate) if recipe.optimizer == "adam"
                  else keras.optimizers.SGD(recipe.learning_rate, momentum=0.9))
     model.compile(optimizer=optimizer)
-    model.fit(dataset.take(warmup + steps), epochs=1, verbose=0, callbacks=[_Clock()])
+    model.fit(dataset.take(warmup + steps), epochs=1, verbose=0, callbacks=[_Clock()],
+              shuffle=False)
     del model
     keras.backend.clear_session()
     return steps / max(times[-1] - times[warmup - 1], 1e-9)

@@ -61,24 +61,24 @@ def _save(fig, out_path: str, formats=("svg", "png")) -> list:
 
 # ----------------------------------------------------------------------------- loading
 
-def load_train_log(run_dir_or_csv) -> pd.DataFrame:
-    """``logs/train_log.csv`` of a run folder (or a CSV path / a DataFrame) as a DataFrame."""
+def _load_run_csv(run_dir_or_csv, *relative) -> pd.DataFrame:
+    """A DataFrame as is, a CSV path, or ``run_dir/<relative...>`` of a run folder."""
     if isinstance(run_dir_or_csv, pd.DataFrame):
         return run_dir_or_csv
     path = os.fspath(run_dir_or_csv)
     if os.path.isdir(path):
-        path = os.path.join(path, "logs", "train_log.csv")
+        path = os.path.join(path, *relative)
     return pd.read_csv(path)
+
+
+def load_train_log(run_dir_or_csv) -> pd.DataFrame:
+    """``logs/train_log.csv`` of a run folder (or a CSV path / a DataFrame) as a DataFrame."""
+    return _load_run_csv(run_dir_or_csv, "logs", "train_log.csv")
 
 
 def load_map_history(run_dir_or_csv) -> pd.DataFrame:
     """``metrics/intermediate_map.csv`` (``step, map, <class>...``) as a DataFrame."""
-    if isinstance(run_dir_or_csv, pd.DataFrame):
-        return run_dir_or_csv
-    path = os.fspath(run_dir_or_csv)
-    if os.path.isdir(path):
-        path = os.path.join(path, "metrics", "intermediate_map.csv")
-    return pd.read_csv(path)
+    return _load_run_csv(run_dir_or_csv, "metrics", "intermediate_map.csv")
 
 
 def _run_name(run) -> str:

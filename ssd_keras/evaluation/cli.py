@@ -17,10 +17,10 @@ assigns them).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from typing import Optional
+
+from ssd_keras.io_utils import write_json
 
 
 def _register_builders() -> None:
@@ -86,10 +86,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         metrics = {name: result[name] for name in STAT_NAMES}
         metrics["per_category"] = result["per_category"]
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(metrics, f, indent=2)
-            f.write("\n")
+        write_json(args.out, metrics)
         print(f"evaluate: metrics -> {args.out}")
     return 0
 
