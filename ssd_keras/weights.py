@@ -335,6 +335,10 @@ def fetch(name, cache_dir=None, manifest=None, allow_unverified=False, load=True
     filename = _cache_filename(entry)
     dest = os.path.join(os.fspath(cache_dir or default_cache_dir()), filename)
     source = url or (mirror.rstrip("/") + "/" + filename if mirror else entry.get("url"))
+    if (source and not url and not mirror and "://" not in source and not os.path.isabs(source)
+            and (manifest is None or isinstance(manifest, (str, os.PathLike)))):
+        # a relative path written in a manifest file is relative to that file's folder
+        source = os.path.join(os.path.dirname(os.path.abspath(manifest or DEFAULT_MANIFEST)), source)
     if not source:  # e.g. a registered local run: only a file already in the cache can serve
         if not os.path.exists(dest):
             raise ValueError(f"{name}: the manifest gives no URL; pass url= (a URL or a local "

@@ -150,6 +150,19 @@ def test_url_override_mirror_and_local_file(server, trained, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_relative_url_resolves_next_to_the_manifest_file(trained, tmp_path, monkeypatch):
+    """A weights file shipped beside the manifest is found from any working directory."""
+    shipped = tmp_path / "repo" / "weights"
+    shipped.mkdir(parents=True)
+    (shipped / "tiny.keras").write_bytes(trained["data"]["keras"])
+    manifest = shipped / "manifest.json"
+    data = trained["data"]["keras"]
+    manifest.write_text(json.dumps({"entries": [_entry("tiny", "keras", "tiny.keras", _sha256(data))]}))
+    monkeypatch.chdir(tmp_path)                      # not the manifest's folder
+    model = weights.fetch("tiny", cache_dir=tmp_path / "cache", manifest=str(manifest), quiet=True)
+    _assert_same_predictions(model, trained)
+
+
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SSD_KERAS_WEIGHTS_DIR", str(tmp_path))
     assert weights.default_cache_dir() == str(tmp_path)
