@@ -59,6 +59,16 @@ def _save(fig, out_path: str, formats=("svg", "png")) -> list:
     return paths
 
 
+def _finish_steps_plot(fig, ax, ylabel: str, title: str, out_path):
+    """Label a quantity-against-steps plot, save it (SVG + PNG) if ``out_path``; ``(fig, paths)``."""
+    ax.set_xlabel("steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return fig, (_save(fig, out_path) if out_path else [])
+
+
 # ----------------------------------------------------------------------------- loading
 
 def _load_run_csv(run_dir_or_csv, *relative) -> pd.DataFrame:
@@ -131,15 +141,9 @@ def plot_loss_history(runs, out_path: Optional[str] = "figures/loss_history", na
             ax.axvline(step, color=colour, linestyle=":", alpha=0.7,
                        label=None if drops_drawn else "learning-rate drop")
             drops_drawn = True
-    ax.set_xlabel("steps")
-    ax.set_ylabel("total loss")
     if log_scale:
         ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    paths = _save(fig, out_path) if out_path else []
-    return fig, paths
+    return _finish_steps_plot(fig, ax, "total loss", title, out_path)
 
 
 def plot_loss_components(run_or_log, out_dir: str = "figures", prefix: str = "Loss_",
@@ -235,13 +239,7 @@ def plot_map_history(runs, out_path: Optional[str] = "figures/map_history", name
     for run, name in zip(runs, names):
         df = load_map_history(run).sort_values("step")
         ax.plot(df["step"], df["map"], marker="o", label=name)
-    ax.set_xlabel("steps")
-    ax.set_ylabel("mAP")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    paths = _save(fig, out_path) if out_path else []
-    return fig, paths
+    return _finish_steps_plot(fig, ax, "mAP", title, out_path)
 
 
 # ----------------------------------------------------------------------------- experiment tables
