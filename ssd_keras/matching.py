@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ssd_keras.boxes import DEFAULT_VARIANCES, encode_boxes, pairwise_iou
+from ssd_keras.boxes import DEFAULT_VARIANCES, center_to_corners, encode_boxes, pairwise_iou
 
 
 def _greedy_assign(iou):
@@ -116,8 +116,7 @@ def encode_targets(gt_boxes, gt_labels, anchors, variances=DEFAULT_VARIANCES,
     gt_labels = tf.reshape(tf.cast(gt_labels, tf.int32), [-1])
     anchors = tf.convert_to_tensor(anchors, tf.float32)
     tf.debugging.assert_all_finite(gt_boxes, "encode_targets: ground-truth box with NaN/inf coordinate")
-    anchors_corners = tf.concat([anchors[:, :2] - anchors[:, 2:] / 2,
-                                 anchors[:, :2] + anchors[:, 2:] / 2], axis=-1)
+    anchors_corners = center_to_corners(anchors)
     match, state = match_anchors(gt_boxes, anchors_corners, iou_threshold, negative_threshold)
     has_boxes = tf.shape(gt_boxes)[0] > 0
     safe_boxes = tf.cond(has_boxes, lambda: gt_boxes, lambda: tf.constant([[0.0, 0.0, 1.0, 1.0]]))

@@ -44,6 +44,8 @@ import math
 
 import tensorflow as tf
 
+from ssd_keras.boxes import pairwise_iou
+
 #: Caffe SSD's sampler: ``None`` = keep the whole image, a float = a patch whose
 #: IoU with some ground-truth box is at least that, ``"any"`` = any patch.
 DEFAULT_MIN_IOUS = (None, 0.1, 0.3, 0.5, 0.7, 0.9, "any")
@@ -244,12 +246,8 @@ def _sample_crop_window(seed, boxes_px, height, width, min_ious, max_trials, min
     y1 = y0 + patch_h
 
     # (trials, m) IoU between every candidate patch and every box.
+    iou = pairwise_iou(tf.stack([x0, y0, x1, y1], axis=1), boxes_px)
     bx0, by0, bx1, by1 = tf.unstack(boxes_px[None], 4, axis=-1)
-    inter_w = tf.maximum(tf.minimum(x1[:, None], bx1) - tf.maximum(x0[:, None], bx0), 0.0)
-    inter_h = tf.maximum(tf.minimum(y1[:, None], by1) - tf.maximum(y0[:, None], by0), 0.0)
-    inter = inter_w * inter_h
-    box_area = (bx1 - bx0) * (by1 - by0)
-    iou = inter / tf.maximum((patch_w * patch_h)[:, None] + box_area - inter, 1e-6)
     # Caffe's SatisfySampleConstraint and ssd.pytorch's intent: the patch must
     # overlap *some* ground-truth box by the threshold, i.e. max IoU over boxes.
     # (reduce_max over m = 0 gives -inf: only the unconstrained modes pass.)
