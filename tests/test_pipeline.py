@@ -137,6 +137,15 @@ def test_preprocess_images_matches_config():
     assert ds.element_spec[0].dtype == tf.float32
 
 
+@pytest.mark.parametrize("box,problem", [([50, 10, 40, 30], "degenerate"),
+                                         ([np.nan, 10, 40, 30], "non-finite")])
+def test_bad_boxes_rejected_naming_the_file(box, problem):
+    bad = Record(image_path="JPEGImages/000042.jpg", image_id="000042", width=100, height=100,
+                 boxes=[box], labels=[1], difficult=[False])
+    with pytest.raises(ValueError, match=f"000042.jpg: box 0 .*{problem}"):
+        pipeline.make_dataset([bad], presets.get("ssd300_voc"), 1, training=True)
+
+
 def test_crowd_only_images_skipped_in_training(records):
     config = presets.get("ssd300_voc")
     crowd = Record(image_path=records[1].image_path, image_id="crowd", width=500, height=375,

@@ -37,6 +37,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from ssd_keras.boxes import validate_boxes
 from ssd_keras.data.augment import resize, ssd_augment
 from ssd_keras.data.records import Record, normalized_boxes
 from ssd_keras.matching import encode_targets_for_config
@@ -50,20 +51,15 @@ AugmentFn = Callable  # (image, boxes, labels, seed) -> (image, boxes, labels)
 def preprocess_images(images, config):
     """Model-input normalisation of RGB float images in ``[0, 255]`` (any leading shape).
 
-    ``config.input_scaling == "caffe"``: subtract ``config.pixel_mean`` (RGB),
-    then reverse to BGR when ``config.channel_order == "bgr"`` (Caffe VGG16).
-    ``"tf"``: ``x / 127.5 - 1`` (MobileNet).  Identical to the model's
-    ``InputScaling`` layer: use one or the other, never both.
+    The model's own :class:`~ssd_keras.layers.InputScaling` transform (Caffe mean
+    + BGR, or ``[-1, 1]``), for models built without that layer: use one or the
+    other, never both.
     """
-    images = tf.cast(images, tf.float32)
-    if config.input_scaling == "tf":
-        return images / 127.5 - 1.0
-    if config.input_scaling != "caffe":
-        raise ValueError(f"unknown input_scaling {config.input_scaling!r}")
-    images = images - tf.constant(config.pixel_mean, tf.float32)
-    if config.channel_order == "bgr":
-        images = tf.reverse(images, axis=[-1])
-    return images
+    from ssd_keras.layers import InputScaling
+
+    scaling = InputScaling(config.input_scaling, config.pixel_mean, config.channel_order,
+                           dtype="float32")
+    return scaling(tf.cast(images, tf.float32))
 
 
 # ----------------------------------------------------------------------------- records -> tensors
@@ -73,6 +69,8 @@ def _records_to_tensors(records: Sequence[Record]):
     """Paths ``(n,)``, flat normalised boxes ``(total, 4)``, labels ``(total,)``, row splits ``(n+1,)``."""
     paths = [str(r.image_path) for r in records]
     boxes = [normalized_boxes(r) for r in records]
+    for record, b in zip(records, boxes):   # NaN / degenerate boxes: fail here, naming the file
+        validate_boxes(b, where=str(record.image_path))
     labels = [np.asarray(r.labels, np.int32).reshape(-1) for r in records]
     counts = np.array([len(b) for b in boxes], np.int64)
     splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
