@@ -8,7 +8,6 @@ over columns), then the boxes of a cell.
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 
@@ -111,9 +110,3 @@ def generate_anchors(config: DetectorConfig, image_size=None) -> np.ndarray:
         anchors = np.concatenate([(corners[:, :2] + corners[:, 2:]) / 2,
                                   corners[:, 2:] - corners[:, :2]], 1)
     return anchors.astype(np.float32)
-
-
-def anchors_per_layer(config: DetectorConfig, image_size=None) -> Sequence[int]:
-    """Number of anchors contributed by each source layer."""
-    return [fh * fw * b for (fh, fw), b in
-            zip(config.get_feature_map_sizes(image_size), config.boxes_per_cell())]
