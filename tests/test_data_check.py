@@ -176,12 +176,16 @@ def test_filter_bad_records(broken_voc, capsys):
     text = str(error.value)
     assert "000002.jpg: missing image" in text and "000007.xml" in text
     assert "000008.xml" in text and "skip_bad" in text
-    good = filter_bad_records(records, skip_bad=True)
-    assert [r.image_id for r in good] == ["000001", "000003", "000004", "000006", "000009"]
+    cheap = filter_bad_records(records, skip_bad=True, check_images=False)
+    assert [r.image_id for r in cheap] == ["000001", "000003", "000004", "000006", "000009"]
     out = capsys.readouterr().out
-    assert "skipping 3 of 8 records" in out and "000002.jpg" in out
-    decoded = filter_bad_records(records, skip_bad=True, check_images=True)
+    assert "skipping 3 of 8 records" in out and "000002.jpg: missing image" in out
+    decoded = filter_bad_records(records, skip_bad=True)        # decodes by default
     assert [r.image_id for r in decoded] == ["000001", "000006"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "skipping 6 of 8 records with problems:" and len(lines) == 7
+    assert any("000003.jpg: truncated JPEG" in line for line in lines)   # one line each
+    assert any("000004.jpg: unreadable image" in line for line in lines)
     clean = [r for r in records if r.image_id == "000001"]
     assert filter_bad_records(clean) == clean
 
@@ -189,5 +193,5 @@ def test_filter_bad_records(broken_voc, capsys):
 def test_filter_bad_records_lists_first_twenty(tmp_path):
     records = [_record(tmp_path, f"r{i}", [[9, 9, 3, 3]]) for i in range(25)]
     with pytest.raises(ValueError, match=r"25 problems in 25 of 25 records") as error:
-        filter_bad_records(records)
+        filter_bad_records(records, check_images=False)
     assert "... and 5 more" in str(error.value)

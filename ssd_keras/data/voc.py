@@ -49,6 +49,10 @@ class VocAnnotation:
         names: ``m`` class names as written.
         boxes: ``(m, 4)`` float64 ``[xmin, ymin, xmax, ymax]``, VOC 1-based pixels.
         difficult: ``(m,)`` bool.
+        filename: ``<filename>`` as written (``None`` when absent).
+        path: ``<path>`` as written (``None`` when absent; labelImg writes the
+            author's own absolute path, which rarely exists elsewhere).
+        folder: ``<folder>`` as written (``None`` when absent).
     """
 
     width: int
@@ -56,6 +60,9 @@ class VocAnnotation:
     names: list
     boxes: np.ndarray
     difficult: np.ndarray
+    filename: str | None = None
+    path: str | None = None
+    folder: str | None = None
 
 
 def _text(element, tag: str, xml_path: str, context: str) -> str:
@@ -72,8 +79,19 @@ def _number(text: str, xml_path: str, what: str) -> float:
         raise ValueError(f"{xml_path}: {what} is not a number: {text!r}") from None
 
 
-def parse_voc_xml(xml_path: str) -> VocAnnotation:
+def _optional_text(root, tag: str) -> str | None:
+    child = root.find(tag)
+    text = None if child is None or child.text is None else child.text.strip()
+    return text or None
+
+
+def parse_voc_xml(xml_path: str, require_size: bool = True) -> VocAnnotation:
     """Parse one VOC annotation file (with ``defusedxml``).
+
+    Args:
+        xml_path: the ``.xml`` file.
+        require_size: a missing ``<size>`` is an error; with ``False`` it reads
+            as ``0 x 0`` (the caller takes the size from the image).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -90,10 +108,13 @@ def parse_voc_xml(xml_path: str) -> VocAnnotation:
     except FileNotFoundError:
         raise FileNotFoundError(f"{xml_path}: annotation file not found") from None
     size = root.find("size")
-    if size is None:
+    if size is None and require_size:
         raise ValueError(f"{xml_path}: no <size> element")
-    width = int(_number(_text(size, "width", xml_path, "<size>"), xml_path, "width"))
-    height = int(_number(_text(size, "height", xml_path, "<size>"), xml_path, "height"))
+    if size is None:
+        width = height = 0
+    else:
+        width = int(_number(_text(size, "width", xml_path, "<size>"), xml_path, "width"))
+        height = int(_number(_text(size, "height", xml_path, "<size>"), xml_path, "height"))
 
     names, boxes, difficult = [], [], []
     # findall("object") / find("bndbox") match direct children only, so the
@@ -115,7 +136,10 @@ def parse_voc_xml(xml_path: str) -> VocAnnotation:
         difficult.append(is_difficult)
     return VocAnnotation(width, height, names,
                          np.asarray(boxes, np.float64).reshape(-1, 4),
-                         np.asarray(difficult, bool))
+                         np.asarray(difficult, bool),
+                         filename=_optional_text(root, "filename"),
+                         path=_optional_text(root, "path"),
+                         folder=_optional_text(root, "folder"))
 
 
 def read_image_ids(root: str, image_set: str) -> list:
@@ -130,6 +154,57 @@ def read_image_ids(root: str, image_set: str) -> list:
 def raise_problem(file: str, message: str) -> None:
     """The default :data:`ProblemCallback`: ``ValueError("<file>: <message>")``."""
     raise ValueError(f"{file}: {message}")
+
+
+def annotation_record(annotation: VocAnnotation, xml_path: str, image_path: str, image_id,
+                      label_of: dict, report: ProblemCallback) -> Record:
+    """One parsed XML file -> :class:`Record` (convention ``"voc"``), as every VOC reader builds it.
+
+    Objects whose name is not in ``label_of`` (``{name: label}``) are dropped
+    after ``report(xml_path, "unknown class name ...")`` (which may raise).
+    """
+    keep = []
+    for index, name in enumerate(annotation.names):
+        if name in label_of:
+            keep.append(index)
+        else:
+            report(xml_path, f"unknown class name {name!r} (object {index})"
+                             f"{did_you_mean(name, label_of)}")
+    return Record(
+        image_path=image_path,
+        image_id=image_id,
+        width=annotation.width,
+        height=annotation.height,
+        boxes=annotation.boxes[keep],
+        labels=[label_of[annotation.names[i]] for i in keep],
+        difficult=annotation.difficult[keep],
+        convention="voc",
+        extra={"annotation_file": xml_path},
+    )
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one insertion, deletion, substitution or swap of neighbours,
+    or only by letter case."""
+    if a == b:
+        return False
+    if a.lower() == b.lower():
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = sorted((a, b), key=len)
+    i = next((k for k, (x, y) in enumerate(zip(short, long_)) if x != y), len(short))
+    return short[i:] == long_[i + 1:]
+
+
+def did_you_mean(name: str, known) -> str:
+    """``" — did you mean 'x'?"`` for the first of ``known`` one edit from ``name``, else ``""``."""
+    close = [k for k in known if one_edit_apart(name, k)]
+    return f" — did you mean {close[0]!r}?" if close else ""
 
 
 def read_voc(root: str, image_set: str, class_names: Sequence[str] = VOC_CLASSES, *,
@@ -167,23 +242,9 @@ def read_voc(root: str, image_set: str, class_names: Sequence[str] = VOC_CLASSES
                 raise
             on_problem(xml_path, str(error).removeprefix(f"{xml_path}: "))
             continue
-        keep = []
-        for index, name in enumerate(annotation.names):
-            if name in label_of:
-                keep.append(index)
-            else:
-                report(xml_path, f"unknown class name {name!r} (object {index})")
-        records.append(Record(
-            image_path=os.path.join(root, "JPEGImages", f"{image_id}.jpg"),
-            image_id=image_id,
-            width=annotation.width,
-            height=annotation.height,
-            boxes=annotation.boxes[keep],
-            labels=[label_of[annotation.names[i]] for i in keep],
-            difficult=annotation.difficult[keep],
-            convention="voc",
-            extra={"annotation_file": xml_path},
-        ))
+        records.append(annotation_record(
+            annotation, xml_path, os.path.join(root, "JPEGImages", f"{image_id}.jpg"),
+            image_id, label_of, report))
     return records
 
 
