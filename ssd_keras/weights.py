@@ -10,7 +10,7 @@
   (layer groups ``conv1_1 .. conv9_2``, ``conv4_3_norm``, ``*_mbox_conf``,
   ``*_mbox_loc``; whole-model files with a ``model_weights`` group too), so the
   published SSD300/SSD512 VOC weights load into :class:`~ssd_keras.SSDModel`.
-* :func:`fetch` downloads a checkpoint listed in ``weights/manifest.json`` into a
+* :func:`fetch` downloads a checkpoint listed in ``ssd_keras/pretrained/manifest.json`` into a
   cache with its SHA-256 checked (and loads it into its preset);
   :func:`register_weights` and ``python -m ssd_keras weights register`` add a
   training run's file to the manifest (see ``weights/README.md``).
@@ -35,19 +35,14 @@ def reduce_vgg16_weights(vgg16) -> dict:
         ``{ssd_layer_name: [kernel, bias]}`` for ``conv1_1 .. conv5_3``, ``fc6``
         (kernel ``(3, 3, 512, 1024)``) and ``fc7`` (kernel ``(1, 1, 1024, 1024)``).
     """
-    out = {}
-    for src, dst in _VGG_CONV_NAMES.items():
-        out[dst] = [np.asarray(w) for w in vgg16.get_layer(src).get_weights()]
-    fc1_w, fc1_b = vgg16.get_layer("fc1").get_weights()      # (25088, 4096): flatten of (7, 7, 512)
-    fc2_w, fc2_b = vgg16.get_layer("fc2").get_weights()      # (4096, 4096)
-    if fc1_w.shape != (7 * 7 * 512, 4096) or fc2_w.shape != (4096, 4096):
-        raise ValueError(f"expected VGG16 fc1 (25088, 4096) and fc2 (4096, 4096), got "
-                         f"{fc1_w.shape} and {fc2_w.shape}: build VGG16 with include_top=True")
-    fc6 = fc1_w.reshape(7, 7, 512, 4096)[::3, ::3, :, ::4]   # (3, 3, 512, 1024)
-    out["fc6"] = [np.ascontiguousarray(fc6), fc1_b[::4].copy()]
-    fc7 = fc2_w[::4, ::4].reshape(1, 1, 1024, 1024)
-    out["fc7"] = [np.ascontiguousarray(fc7), fc2_b[::4].copy()]
-    return out
+    names = [*_VGG_CONV_NAMES, "fc1", "fc2"]
+    try:
+        arrays = {name: [np.asarray(w) for w in vgg16.get_layer(name).get_weights()]
+                  for name in names}
+    except ValueError as error:
+        raise ValueError(f"{error}: build VGG16 with include_top=True") from None
+    # fc1 (25088, 4096) is the flatten of (7, 7, 512) -> fc6 (3, 3, 512, 1024)
+    return vgg16_arrays_to_ssd(arrays)
 
 
 def set_vgg16_base(model, reduced: dict) -> None:
@@ -61,12 +56,44 @@ def set_vgg16_base(model, reduced: dict) -> None:
         layer.set_weights(weights)
 
 
-def load_vgg16_imagenet(model) -> None:
-    """Initialise the base of an SSD VGG16 model from ImageNet VGG16 (downloads once)."""
+def vgg16_arrays_to_ssd(layer_arrays: dict) -> dict:
+    """keras.applications VGG16 arrays ``{block1_conv1: [k, b], ..., fc1, fc2}`` -> SSD names.
+
+    ``blockB_convI`` becomes ``convB_I``; ``fc1`` / ``fc2`` (a file with the top)
+    are reduced to ``fc6`` / ``fc7`` as :func:`reduce_vgg16_weights` does; the
+    classifier ``predictions`` is dropped.  A ``notop`` file has no ``fc1`` / ``fc2``:
+    ``fc6`` / ``fc7`` then keep their initialisation (the load report lists them
+    as missing).  Other names pass through unchanged.
+    """
+    out = {}
+    for name, arrays in layer_arrays.items():
+        if name == "predictions":
+            continue
+        out[_VGG_CONV_NAMES.get(name, name)] = arrays
+    if "fc1" in out and "fc2" in out:
+        (fc1_w, fc1_b), (fc2_w, fc2_b) = out.pop("fc1"), out.pop("fc2")
+        if fc1_w.shape != (7 * 7 * 512, 4096) or fc2_w.shape != (4096, 4096):
+            raise ValueError(f"expected VGG16 fc1 (25088, 4096) and fc2 (4096, 4096), got "
+                             f"{fc1_w.shape} and {fc2_w.shape}")
+        out["fc6"] = [np.ascontiguousarray(fc1_w.reshape(7, 7, 512, 4096)[::3, ::3, :, ::4]),
+                      fc1_b[::4].copy()]
+        out["fc7"] = [np.ascontiguousarray(fc2_w[::4, ::4].reshape(1, 1, 1024, 1024)),
+                      fc2_b[::4].copy()]
+    return out
+
+
+def load_vgg16_imagenet(model) -> dict:
+    """Initialise the base of an SSD VGG16 model from ImageNet VGG16 (keras.applications).
+
+    Keras downloads the 528 MB file once into ``~/.keras/models`` (then it is
+    read from there).  Offline, give the file itself: ``load_into(model,
+    "vgg16_weights_tf_dim_ordering_tf_kernels.h5")`` (or the ``_notop`` file,
+    which lacks fc6 / fc7).  Returns the :func:`load_layer_weights` report.
+    """
     import keras
 
     vgg = keras.applications.VGG16(include_top=True, weights="imagenet")
-    set_vgg16_base(model, reduce_vgg16_weights(vgg))
+    return load_layer_weights(model, reduce_vgg16_weights(vgg), "keras.applications VGG16 ImageNet")
 
 
 def _legacy_groups(h5):
@@ -90,81 +117,279 @@ def _layer_arrays(group):
     return [np.asarray(group[n]) for n in wnames]
 
 
-def load_legacy_h5(model, path, skip_mismatch=False, verbose=True) -> dict:
-    """Load a legacy ssd_keras (Keras 2) ``.h5`` weights or model file by layer name.
+def read_layer_h5(path) -> dict:
+    """``{layer_name: [arrays]}`` of a Keras-2 layout HDF5 file (weights keyed by layer name).
 
-    Args:
-        model: an :class:`~ssd_keras.SSDModel` (``ssd_vgg16`` architecture).
-        path: the ``.h5`` file.
-        skip_mismatch: skip layers whose shapes differ (e.g. class heads of a
-            model trained with another class count) instead of raising.
-
-    Returns:
-        ``{"loaded": [names], "skipped": [names], "missing": [model layers with
-        weights that the file lacks]}``.
+    The layout of keras.applications' weight files (``mobilenet_v2_weights_tf_dim_
+    ordering_tf_kernels_1.0_224_no_top.h5``, ``vgg16_weights_tf_dim_ordering_tf_
+    kernels_notop.h5``), of the shipped backbone (:mod:`ssd_keras.pretrained`) and
+    of the original ssd_keras port's files (whole-model files with a
+    ``model_weights`` group too).  Layers without weights are left out.
     """
     import h5py
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"legacy weights file not found: {path}")
-    loaded, skipped = [], []
-    with h5py.File(path, "r") as h5:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    out = {}
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path}: not an HDF5 weights file ({error})") from None
+    with h5:
         root, names = _legacy_groups(h5)
         for name in names:
-            if name not in root:
-                continue
-            arrays = _layer_arrays(root[name])
-            if not arrays:
-                continue
-            try:
-                layer = model.get_layer(name)
-            except ValueError:
-                skipped.append(name)
-                continue
-            expected = [tuple(w.shape) for w in layer.get_weights()]
-            got = [tuple(a.shape) for a in arrays]
-            if expected != got:
-                if skip_mismatch:
-                    skipped.append(name)
-                    continue
-                raise ValueError(f"{path}: layer {name} has weights {got}, the model expects "
-                                 f"{expected} (different class count? use skip_mismatch=True)")
-            layer.set_weights(arrays)
-            loaded.append(name)
-    missing = [l.name for l in model.layers if l.weights and l.name not in loaded
-               and l.name not in skipped]
+            if name in root:
+                arrays = _layer_arrays(root[name])
+                if arrays:
+                    out[name] = arrays
+    return out
+
+
+def load_layer_weights(model, layer_arrays: dict, source="weights", skip_mismatch=False,
+                       verbose=True) -> dict:
+    """Set ``{layer_name: [arrays]}`` on the layers of ``model`` with those names.
+
+    Layers of the file that the model lacks are skipped (e.g. MobileNetV2 blocks
+    13-16 when an FPNLite stops at level 4, or a VGG16 classifier); model layers
+    the file lacks keep their initial weights (e.g. the detection heads).
+
+    Args:
+        model: any built Keras model (an :class:`~ssd_keras.SSDModel`).
+        layer_arrays: arrays per layer name, in each layer's ``get_weights()`` order.
+        source: what to call the weights in messages (a file name).
+        skip_mismatch: skip layers whose shapes differ (e.g. class heads of a
+            model trained with another class count) instead of raising.
+        verbose: print the one-paragraph report.
+
+    Returns:
+        ``{"source", "loaded": [names], "skipped": [file layers not used: absent
+        from the model, or mismatched], "mismatched": {name: "file shapes vs model
+        shapes"}, "missing": [model layers with weights that the file lacks]}``.
+
+    Raises:
+        ValueError: a shape mismatch without ``skip_mismatch`` (naming the layer),
+            or no layer of the file matches one of the model (wrong file).
+    """
+    loaded, skipped, mismatched = [], [], {}
+    for name, arrays in layer_arrays.items():
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            skipped.append(name)
+            continue
+        expected = [tuple(w.shape) for w in layer.weights]
+        got = [tuple(np.shape(a)) for a in arrays]
+        if expected != got:
+            if not skip_mismatch:
+                raise ValueError(f"{source}: layer {name} has weights {got}, the model expects "
+                                 f"{expected} (another class count or width? use "
+                                 f"skip_mismatch=True)")
+            skipped.append(name)
+            mismatched[name] = f"{got} vs model {expected}"
+            continue
+        layer.set_weights(arrays)
+        loaded.append(name)
+    if layer_arrays and not loaded and not mismatched:
+        raise ValueError(f"{source}: none of its {len(layer_arrays)} layers "
+                         f"({', '.join(list(layer_arrays)[:3])}, ...) is a layer of "
+                         f"{model.name}; wrong file for this model?")
+    done = set(loaded) | set(mismatched)
+    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in done]
+    report = {"source": source, "loaded": loaded, "skipped": skipped, "mismatched": mismatched,
+              "missing": missing}
     if verbose:
-        print(f"legacy weights {os.path.basename(path)}: {len(loaded)} layers loaded, "
-              f"{len(skipped)} skipped, {len(missing)} model layers without weights in the file")
-    return {"loaded": loaded, "skipped": skipped, "missing": missing}
+        print(format_load_report(report), flush=True)
+    return report
 
 
-def load_into(model, weights) -> None:
-    """Load ``weights`` into ``model``: ``"imagenet"``, a ``.weights.h5``, a legacy ``.h5`` or a ``.keras``."""
-    if weights == "imagenet":
+def format_load_report(report, max_names=12) -> str:
+    """The :func:`load_layer_weights` report as a few lines (counts, then names)."""
+    def names(items):
+        items = list(items)
+        more = f", ... (+{len(items) - max_names})" if len(items) > max_names else ""
+        return ", ".join(items[:max_names]) + more
+
+    lines = [f"weights {report['source']}: {len(report['loaded'])} layers loaded, "
+             f"{len(report['skipped'])} skipped, {len(report['missing'])} model layers not in "
+             f"the file (keep their initial weights)"]
+    not_in_model = [n for n in report["skipped"] if n not in report["mismatched"]]
+    if not_in_model:
+        lines.append(f"  skipped, not in the model: {names(not_in_model)}")
+    for name, shapes in report["mismatched"].items():
+        lines.append(f"  skipped, shape mismatch: {name}: file {shapes}")
+    if report["missing"]:
+        lines.append(f"  not in the file: {names(report['missing'])}")
+    return "\n".join(lines)
+
+
+def load_legacy_h5(model, path, skip_mismatch=False, verbose=True) -> dict:
+    """Load a Keras-2 layout ``.h5`` weights or model file into ``model`` by layer name.
+
+    Reads keras.applications weight files, the shipped ImageNet backbone and the
+    original ssd_keras port's files (layer groups ``conv1_1 .. conv9_2``,
+    ``conv4_3_norm``, ``*_mbox_conf``, ``*_mbox_loc``) with :func:`read_layer_h5`.
+    A keras.applications VGG16 file (``block1_conv1``, ..., ``fc1``, ``fc2``)
+    loaded into an ``ssd_vgg16`` model goes through :func:`vgg16_arrays_to_ssd`.
+
+    Returns:
+        the :func:`load_layer_weights` report.
+    """
+    arrays = read_layer_h5(path)
+    config = getattr(model, "detector_config", None)
+    if config is not None and config.architecture == "ssd_vgg16" and "block1_conv1" in arrays:
+        arrays = vgg16_arrays_to_ssd(arrays)
+    return load_layer_weights(model, arrays, os.path.basename(os.fspath(path)),
+                              skip_mismatch=skip_mismatch, verbose=verbose)
+
+
+def _keras_weights_layer_groups(path) -> list:
+    """The top-level layer groups of a Keras 3 ``.weights.h5`` (keyed by class and position)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return list(h5["layers"].keys()) if "layers" in h5 else []
+    except OSError as error:
+        raise ValueError(f"{path}: not an HDF5 weights file ({error})") from None
+
+
+def _backbone_templates(model, groups):
+    """keras.applications backbones (``weights=None``) whose weights file could serve ``model``."""
+    import keras
+
+    config = getattr(model, "detector_config", None)
+    architecture = config.architecture if config is not None else None
+    top = "dense" in groups   # a classifier: the file of a model built with include_top=True
+    if architecture in MOBILENET_V2_ARCHITECTURES:
+        alpha = float(config.backbone.get("depth_multiplier", 1.0))
+        yield (f"MobileNetV2(alpha={alpha:g})",
+               lambda: keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=alpha,
+                                                      include_top=top, weights=None))
+    elif architecture == "ssd_vgg16":
+        yield "VGG16", lambda: keras.applications.VGG16(include_top=top, weights=None)
+
+
+def load_weights_h5(model, path, skip_mismatch=False, verbose=True) -> dict | None:
+    """Load a Keras 3 ``.weights.h5``: the model's own, or a keras.applications backbone's.
+
+    Keras 3 keys these files by layer class and position (``layers/conv2d_3``),
+    not by name, so a backbone file is first loaded into the keras.applications
+    model it came from (``MobileNetV2`` at the config's ``depth_multiplier``,
+    ``VGG16``; with the top when the file has a classifier), then copied into
+    ``model`` by layer name (VGG16 through :func:`vgg16_arrays_to_ssd`).
+
+    Returns:
+        ``None`` for the model's own file (every weight loaded), else the
+        :func:`load_layer_weights` report.
+    """
+    import warnings
+
+    groups = _keras_weights_layer_groups(path)
+    if len(groups) == len(model.layers):
+        saved = model.get_weights()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.load_weights(path)
+            return None
+        except ValueError:
+            model.set_weights(saved)   # Keras may have set some layers before it failed
+    for label, build in _backbone_templates(model, groups):
+        template = build()
+        if len(template.layers) != len(groups):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                template.load_weights(path)
+        except ValueError:
+            continue
+        arrays = {layer.name: [np.asarray(w) for w in layer.get_weights()]
+                  for layer in template.layers if layer.weights}
         if model.detector_config.architecture == "ssd_vgg16":
-            load_vgg16_imagenet(model)
-            return
-        raise ValueError(f"{model.detector_config.architecture}: ImageNet weights are loaded by "
-                         f"the builder; set backbone={{'imagenet_weights': True}} in the config")
+            arrays = vgg16_arrays_to_ssd(arrays)
+        return load_layer_weights(model, arrays, f"{os.path.basename(path)} ({label})",
+                                  skip_mismatch=skip_mismatch, verbose=verbose)
+    raise ValueError(f"{path}: neither the weights of this {model.name} model nor of a "
+                     f"keras.applications backbone it contains (a Keras 3 .weights.h5 is read by "
+                     f"layer position; for a backbone of another width use its .h5 file)")
+
+
+#: architectures whose ``"imagenet"`` backbone ships in :mod:`ssd_keras.pretrained`
+MOBILENET_V2_ARCHITECTURES = ("ssd_mobilenet_v2", "ssd_mobilenet_v2_fpnlite")
+
+
+def imagenet_backbone_file(config) -> str:
+    """The shipped ImageNet backbone file for ``config`` (MobileNetV2 at depth_multiplier 1.0).
+
+    Raises:
+        ValueError: another architecture or width (naming what to pass instead).
+    """
+    from ssd_keras import pretrained
+
+    if config.architecture not in MOBILENET_V2_ARCHITECTURES:
+        raise ValueError(f"{config.name}: no ImageNet backbone ships for {config.architecture}; "
+                         f"give a weights file instead")
+    alpha = float(config.backbone.get("depth_multiplier", 1.0))
+    if alpha != 1.0:
+        raise ValueError(f"{config.name}: the shipped ImageNet MobileNetV2 is depth_multiplier "
+                         f"1.0, this config has {alpha}; give keras.applications' "
+                         f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha:g}_224_no_top.h5 "
+                         f"as a file (backbone imagenet_weights=PATH, or --weights PATH)")
+    return pretrained.shipped_path(pretrained.MOBILENET_V2_IMAGENET)
+
+
+def load_into(model, weights, skip_mismatch=False, verbose=True) -> dict | None:
+    """Load ``weights`` into ``model``; returns the load report (``None`` for a whole-model file).
+
+    ``weights`` is one of
+
+    * ``"imagenet"``: the ImageNet backbone -- for MobileNet presets the file
+      shipped in the package (offline, :func:`imagenet_backbone_file`), for the
+      VGG16 presets keras.applications' VGG16 reduced to fc6 / fc7
+      (:func:`load_vgg16_imagenet`; downloads once);
+    * a Keras-2 layout ``.h5`` / ``.hdf5`` file, matched by layer name
+      (:func:`load_legacy_h5`): a backbone-only file such as keras.applications'
+      ``vgg16_weights_tf_dim_ordering_tf_kernels[_notop].h5`` or
+      ``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5``, or
+      an old ssd_keras model;
+    * a Keras 3 ``.weights.h5``: this model's own weights (``model.save_weights``),
+      or those of a keras.applications backbone (``VGG16`` / ``MobileNetV2``
+      built with ``weights=None``, then ``save_weights``), matched by layer name;
+    * a ``.keras`` model of the same architecture (all weights).
+
+    The report (:func:`load_layer_weights`) names what was loaded, skipped and
+    left at its initial value; it is printed unless ``verbose=False``.
+    """
+    if isinstance(weights, str) and weights == "imagenet":
+        config = model.detector_config
+        if config.architecture == "ssd_vgg16":
+            return load_vgg16_imagenet(model)
+        if config.architecture in MOBILENET_V2_ARCHITECTURES:
+            return load_legacy_h5(model, imagenet_backbone_file(config),
+                                  skip_mismatch=skip_mismatch, verbose=verbose)
+        raise ValueError(f"{config.name}: no ImageNet weights for architecture "
+                         f"{config.architecture}; give a weights file")
     path = os.fspath(weights)
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.endswith(".weights.h5"):
-        model.load_weights(path)
-    elif path.endswith(".keras"):
+        return load_weights_h5(model, path, skip_mismatch=skip_mismatch, verbose=verbose)
+    if path.endswith(".keras"):
         import keras
         src = keras.saving.load_model(path, compile=False)
         model.set_weights(src.get_weights())
-    elif path.endswith((".h5", ".hdf5")):
-        load_legacy_h5(model, path)
-    else:
-        raise ValueError(f"{path}: unknown weights format (expected .weights.h5, .keras or legacy .h5)")
+        return None
+    if path.endswith((".h5", ".hdf5")):
+        return load_legacy_h5(model, path, skip_mismatch=skip_mismatch, verbose=verbose)
+    raise ValueError(f"{path}: unknown weights format (expected .weights.h5, .keras or .h5)")
 
 
 # --------------------------------------------------------------------------- manifest
 #
-# ``weights/manifest.json`` lists known checkpoints (see weights/README.md):
+# ``ssd_keras/pretrained/manifest.json`` (package data, so it is installed with the package)
+# lists known checkpoints (see weights/README.md):
 #
 #     {"description": "...",
 #      "entries": [{"name", "url", "sha256", "size", "preset", "format", "metric",
@@ -178,12 +403,12 @@ def load_into(model, weights) -> None:
 #: ``format`` -> file name suffix in the cache (it is also what :func:`load_into` dispatches on)
 WEIGHT_FORMATS = {"keras": ".keras", "weights.h5": ".weights.h5", "legacy_h5": ".h5"}
 
-#: the repository's manifest (``<repo>/weights/manifest.json``)
-DEFAULT_MANIFEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "weights", "manifest.json")
+#: the package's manifest (``ssd_keras/pretrained/manifest.json``; files it ships lie beside it)
+DEFAULT_MANIFEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained",
+                                "manifest.json")
 
 _ENTRY_FIELDS = ("name", "url", "sha256", "size", "preset", "format", "metric", "source",
-                 "verified", "note")
+                 "verified", "note", "licence")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _ZIP_SIGNATURE = b"PK\x03\x04"
 
@@ -387,7 +612,7 @@ def _format_of(path) -> str:
 
 
 def register_weights(path, name, preset, metric=None, source=None, url=None,
-                     manifest_path=None, note=None, format=None) -> dict:
+                     manifest_path=None, note=None, format=None, licence=None) -> dict:
     """Add (or replace) the manifest entry ``name`` for the weights file ``path``.
 
     The sha256 and size are computed from the file, so the entry is
@@ -408,6 +633,7 @@ def register_weights(path, name, preset, metric=None, source=None, url=None,
         manifest_path: default :data:`DEFAULT_MANIFEST`.
         note: free text.
         format: ``"keras" | "weights.h5" | "legacy_h5"`` (default: from the suffix).
+        licence: the file's licence and its origin's (e.g. ``"Apache-2.0 (TF models)"``).
 
     Returns:
         The entry written.
@@ -438,6 +664,8 @@ def register_weights(path, name, preset, metric=None, source=None, url=None,
                          + ("" if url else "; no download URL: fetch() finds it in the cache "
                             "or takes url= / --url")),
     })
+    if licence:
+        entry["licence"] = licence
     if factory_module not in (presets.__name__, "__main__"):
         entry["preset_module"] = factory_module
     entry = {key: entry[key] for key in (*_ENTRY_FIELDS, "preset_module") if key in entry}
@@ -499,8 +727,19 @@ def _run_register(args) -> int:
     entry = register_weights(args.path, args.name, args.preset,
                              metric=_metric_from_argument(args.metric_json), source=args.source,
                              url=args.url, manifest_path=args.manifest, note=args.note,
-                             format=args.format)
+                             format=args.format, licence=args.licence)
     print(json.dumps(entry, indent=2))
+    return 0
+
+
+def _run_convert_mobilenet_v2(args) -> int:
+    import json
+
+    from ssd_keras import pretrained
+
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(pretrained.__file__)),
+                                   pretrained.MOBILENET_V2_IMAGENET)
+    print(json.dumps(pretrained.convert_mobilenet_v2(args.npy, out), indent=2))
     return 0
 
 
@@ -520,10 +759,12 @@ def run_weights(args) -> int:
 
 
 def register(subparsers):
-    """Add the ``weights`` command (``list``, ``fetch NAME``, ``register PATH``)."""
+    """Add the ``weights`` command (``list``, ``fetch NAME``, ``register PATH``,
+    ``convert-mobilenet-v2 --npy DIR``)."""
     parser = subparsers.add_parser(
         "weights", help="list, fetch (sha256-checked, cached) and register detector weights",
-        description="Known checkpoints live in weights/manifest.json (see weights/README.md).")
+        description="Known checkpoints live in ssd_keras/pretrained/manifest.json "
+                    "(see weights/README.md).")
     parser.set_defaults(func=run_weights, action=None, parser=parser)
     actions = parser.add_subparsers(dest="weights_command", metavar="ACTION")
 
@@ -562,7 +803,20 @@ def register(subparsers):
     add.add_argument("--url", default=None, help="where the file can be downloaded")
     add.add_argument("--source", default=None, help="where the file came from")
     add.add_argument("--note", default=None)
+    add.add_argument("--licence", default=None, help="licence of the file (and of its origin)")
     add.add_argument("--format", default=None, choices=sorted(WEIGHT_FORMATS),
                      help="default: from the file suffix")
     add.set_defaults(action=_run_register)
+
+    convert = actions.add_parser(
+        "convert-mobilenet-v2",
+        help="convert TF-slim MobileNetV2 1.0 ImageNet .npy arrays into the backbone .h5",
+        description="Writes keras.applications.MobileNetV2(alpha=1.0, include_top=False) "
+                    "weights, keyed by layer name (Keras-2 HDF5 layout), from the per-layer "
+                    "arrays of the TF-slim mobilenet_v2_1.0_224 checkpoint; prints the sha256.")
+    convert.add_argument("--npy", required=True, metavar="DIR",
+                         help="folder of Conv_weights.npy, expanded_conv_1_expand_weights.npy, ...")
+    convert.add_argument("--out", default=None, metavar="FILE.h5",
+                         help="default: the file shipped in the package (ssd_keras/pretrained/)")
+    convert.set_defaults(action=_run_convert_mobilenet_v2)
     return parser

@@ -114,6 +114,15 @@ def _build_graph(config: DetectorConfig):
     return images, {"classification": cls, "regression": box}
 
 
+def _replicas_in_sync() -> int:
+    """Replicas of the current ``tf.distribute`` strategy in a replica context (else 1)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else int(context.num_replicas_in_sync)
+
+
 @keras.saving.register_keras_serializable(package="ssd_keras")
 class SSDModel(keras.Model):
     """A single-shot detector built from a :class:`DetectorConfig` (see module docstring)."""
@@ -147,22 +156,44 @@ class SSDModel(keras.Model):
 
     # --------------------------------------------------------------- loss
     def loss_components(self, y, y_pred):
-        """``{"classification", "localization"}`` scalars (see :mod:`ssd_keras.losses`)."""
-        from ssd_keras.losses import detection_loss
-        return detection_loss(y, y_pred, self.detector_config)
+        """``{"classification", "localization"}`` scalars (see :mod:`ssd_keras.losses`).
+
+        In a ``tf.distribute`` replica context with ``R > 1`` replicas the
+        batch is this replica's share of the global batch, and both parts are
+        normalised by the positive anchors of the *global* batch (an
+        all-reduce of the per-replica counts): the ``R`` replicas' parts then
+        add up to exactly the single-device loss of the whole batch.
+        """
+        from ssd_keras.losses import detection_loss, num_positives
+        normalizer = None
+        replicas = _replicas_in_sync()
+        if replicas > 1:
+            import tensorflow as tf
+            normalizer = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, num_positives(y))
+        return detection_loss(y, y_pred, self.detector_config, normalizer=normalizer)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        from keras.src.losses.loss import scale_loss_for_distribution
+        """This replica's share of the loss: ``classification + localization + reg / R``.
 
+        Keras sums the replicas' gradients, so the share is what makes a step
+        on ``R`` replicas the single-device step on the same global batch: the
+        detection parts are already global-batch shares (:meth:`loss_components`)
+        and each replica holds the whole weight-decay term, so it adds ``1/R``
+        of it.  The trackers are fed ``R`` times the share, so their
+        (replica-averaged) results are the global batch's values.  One device:
+        ``R = 1``, the plain loss.
+        """
         parts = self.loss_components(y, y_pred)
         reg = ops.zeros((), "float32")
         for loss in self.losses:
             reg = reg + ops.cast(ops.sum(loss), "float32")
-        total = parts["classification"] + parts["localization"] + reg
-        self.classification_loss_tracker.update_state(parts["classification"])
-        self.localization_loss_tracker.update_state(parts["localization"])
+        replicas = _replicas_in_sync()
+        total = parts["classification"] + parts["localization"] + reg / replicas
+        self.classification_loss_tracker.update_state(parts["classification"] * replicas)
+        self.localization_loss_tracker.update_state(parts["localization"] * replicas)
         self.regularization_loss_tracker.update_state(reg)
-        return scale_loss_for_distribution(total)
+        return total
 
     # ---------------------------------------------------------- inference
     def detect(self, images, batch_size=8, **overrides):
@@ -190,20 +221,31 @@ class SSDModel(keras.Model):
 def build_model(config, weights=None) -> SSDModel:
     """Build the detector for ``config`` (a DetectorConfig or a preset name).
 
+    Building (``SSDModel(config)``, also what ``keras.saving.load_model`` does)
+    never loads weights; this function then loads, in order, the backbone named
+    by ``config.backbone["imagenet_weights"]`` (``True``: the shipped ImageNet
+    file for MobileNet presets; a path: that file) and ``weights``.
+
     Args:
         config: :class:`DetectorConfig` or preset name (``"ssd300_voc"``, ...).
-        weights: ``None`` (random init), ``"imagenet"`` (ImageNet backbone
-            weights through ``keras.applications``; needs internet the first
-            time) or a path to a ``.weights.h5`` / legacy ssd_keras ``.h5`` file.
+        weights: ``None`` (random init), ``"imagenet"`` (the ImageNet backbone:
+            shipped with the package for MobileNet presets, keras.applications'
+            VGG16 for the VGG presets) or a weights file, as
+            :func:`ssd_keras.weights.load_into` takes it (a backbone-only file
+            is matched by layer name and a report printed).
     """
     if isinstance(config, str):
         from ssd_keras import presets
         config = presets.get(config)
     model = SSDModel(config)
-    if weights is None:
+    backbone = config.backbone.get("imagenet_weights", False)
+    if weights is None and not backbone:
         return model
     from ssd_keras import weights as weights_module
-    weights_module.load_into(model, weights)
+    if backbone:
+        weights_module.load_into(model, "imagenet" if backbone is True else backbone)
+    if weights is not None:
+        weights_module.load_into(model, weights)
     return model
 
 

@@ -50,12 +50,14 @@ rebuilds the same graph from the config.  Backbone layers that no source needs
     ``class_prediction_bias_init`` [0.0]; ``batch_norm_momentum`` [0.997, TF OD's
     decay, also applied to the backbone's BatchNorm layers as TF OD's
     ``override_base_feature_extractor_hyperparams``]; ``imagenet_weights``
-    [False]: load keras.applications ImageNet weights (needs internet the first
-    time; alpha must be one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4, else Keras raises).
-    Keras picks the weight file by input size (96..224), but given ``input_tensor``
-    it cannot see the size, so it always loads the 224x224-trained file (with a
-    UserWarning, silenced here) -- the same kernels, fine for this fully
-    convolutional use at any input size.
+    [False]: where :func:`~ssd_keras.models.base.build_model` takes the backbone's
+    initial weights from -- ``True``: the ImageNet MobileNetV2 1.0 file shipped in
+    the package (:mod:`ssd_keras.pretrained`; offline; ``depth_multiplier`` 1.0
+    only), or the path of a keras.applications-layout MobileNetV2 weights file
+    (any alpha, e.g. Keras' ``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5``).
+    The graph builder itself never loads weights (so ``keras.saving.load_model``
+    of a saved model never downloads or reads a file); the 224x224-trained
+    kernels serve any input size, the network being fully convolutional.
 
 Weight decay (``regularizer(config)``) applies to every conv kernel, the
 backbone's included (keras.applications takes no regularizer: it is attached to
@@ -66,8 +68,6 @@ BatchNorm.  Parameter counts at ``weights=None``, 80 classes:
 weights move between sizes with ``set_weights``).
 """
 from __future__ import annotations
-
-import warnings
 
 import keras
 
@@ -105,13 +105,10 @@ def mobilenet_v2_features(x, config, endpoints):
         list of the ``(B, h, w, c)`` outputs of those layers.
     """
     alpha, _, momentum = _options(config)
-    weights = "imagenet" if config.backbone.get("imagenet_weights", False) else None
-    with warnings.catch_warnings():
-        # With input_tensor Keras cannot see the input size, always loads the
-        # 224x224-trained ImageNet file and warns about it; expected here.
-        warnings.filterwarnings("ignore", message="`input_shape` is undefined", category=UserWarning)
-        net = keras.applications.MobileNetV2(input_tensor=x, include_top=False, weights=weights,
-                                             alpha=alpha)
+    # weights=None always: initial weights (config.backbone["imagenet_weights"]) are
+    # loaded by build_model after the graph exists, never when a saved model is rebuilt.
+    net = keras.applications.MobileNetV2(input_tensor=x, include_top=False, weights=None,
+                                         alpha=alpha)
     reg = regularizer(config)
     for layer in net.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
