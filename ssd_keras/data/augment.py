@@ -22,8 +22,9 @@ The chain (:func:`ssd_augment`)
 -------------------------------
 1. :func:`photometric_distort` -- brightness, contrast, saturation, hue.
 2. :func:`expand` -- zoom out onto a mean-coloured canvas up to 4x the size.
-3. :func:`min_iou_random_crop` -- the SSD patch sampler (whole image, min IoU
-   0.1/0.3/0.5/0.7/0.9, or any patch; 50 vectorised trials).
+3. :func:`min_iou_random_crop` -- Caffe's batch sampler: seven samplers (whole
+   image, min IoU 0.1/0.3/0.5/0.7/0.9, any patch) each run on its own with up to
+   50 trials (all drawn at once), one success picked uniformly.
 4. :func:`random_flip` -- horizontal.
 5. :func:`random_resize` -- to the model size with a random interpolation.
 
@@ -37,6 +38,35 @@ than to the full-size original.  The only difference from running the five
 ops one after another (``ssd_augment(..., fused=False)``) is sub-pixel: the
 image part is placed at whole output pixels (boxes follow that placement
 exactly) and the colour distortion sees resampled rather than source pixels.
+
+Remaining differences from Caffe SSD (weiliu89/caffe ``ssd``, ``ssd_pascal.py``)
+------------------------------------------------------------------------------
+Same algorithm, parameters and probabilities for every step: distortion
+(``im_transforms.cpp`` ``ApplyDistort``), expansion (``ExpandImage``), the batch
+sampler (``sampler.cpp``), the centre emit rule, mirror and the random-method
+warp to the model size.  What still differs, each with its expected effect:
+
+- **Order / where resampling happens** (fused path, the default): Caffe distorts
+  the full-size source, expands, crops, then resizes the crop; here the visible
+  part of the source is resized first and distorted at model size.  Colour ops
+  are pixel-wise, so only resampling-vs-distortion order differs (sub-level).
+- **8-bit arithmetic**: Caffe rounds to uint8 after every colour step and runs
+  saturation and hue through OpenCV's 8-bit HSV (2-degree hue steps); here all
+  steps are float32, clipped to ``[0, 255]`` like Caffe's saturating casts.
+- **JPEG re-encoding**: Caffe re-encodes the image as JPEG after distortion,
+  after expansion and after cropping (``EncodeCVMatToDatum``); here it is
+  decoded once.  (Caffe's extra compression is a mild blur; no expected effect.)
+- **Pixel rounding of the patch**: both crop ``int(xmin * W)`` .. ``+ int(w * W)``,
+  but Caffe maps the boxes onto the unrounded patch (up to one source pixel off
+  its own pixels); here the boxes follow the cropped pixels exactly.  In the
+  fused path the image part is also placed at whole output pixels.
+- **Interpolation**: see :func:`random_resize` -- linear, nearest and (when
+  shrinking) area are OpenCV's; cubic uses TF's kernel; Lanczos-4 is not drawn
+  by default (cost), so the other four each get p = 1/4 instead of 1/5.
+- **Hue**: Caffe's clamp at 0 and wrap past 360 degrees are reproduced; its
+  8-bit rounding of the hue is not (at most about 2 levels per channel).
+- **Random numbers**: stateless counter-based (``tf.random.stateless_*``), so the
+  draws are Caffe's distributions, not its RNG stream.
 """
 from __future__ import annotations
 
@@ -46,12 +76,13 @@ import tensorflow as tf
 
 from ssd_keras.boxes import pairwise_iou
 
-#: Caffe SSD's sampler: ``None`` = keep the whole image, a float = a patch whose
-#: IoU with some ground-truth box is at least that, ``"any"`` = any patch.
+#: Caffe SSD's seven samplers (``ssd_pascal.py``), each run on its own: ``None`` =
+#: the whole image, a float = a patch whose IoU with some ground-truth box is at
+#: least that, ``"any"`` = any patch (``max_jaccard_overlap 1.0``; needs a box).
 DEFAULT_MIN_IOUS = (None, 0.1, 0.3, 0.5, 0.7, 0.9, "any")
 #: Interpolations drawn by :func:`random_resize` (Caffe: linear, area, nearest,
-#: cubic, lanczos4).  ``"lanczos3"`` may be added; it costs about 3x bilinear.
-DEFAULT_RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+#: cubic, lanczos4).  ``"lanczos5"`` may be added; it costs 5-8x bilinear.
+DEFAULT_RESIZE_METHODS = ("bilinear", "area", "nearest", "bicubic")
 #: ImageNet mean RGB in 0-255, the canvas fill Caffe SSD uses.
 DEFAULT_MEAN = (123.0, 117.0, 104.0)
 
@@ -90,11 +121,36 @@ def _place_on_mean(part, visible, mean, top, left, out_height, out_width):
                       fill(out_height - height - top, out_width)], axis=0)
 
 
+def _resize_nearest_opencv(image, size):
+    """OpenCV's ``INTER_NEAREST``: output pixel ``i`` takes source ``floor(i * in / out)``.
+
+    (TF's ``nearest`` samples at half-pixel centres instead, a shift of up to
+    one source pixel.)  Two gathers, cheaper than ``tf.image.resize``.
+    """
+    def indices(out, full):
+        step = tf.cast(full, tf.float64) / tf.cast(out, tf.float64)
+        index = tf.cast(tf.floor(tf.cast(tf.range(out), tf.float64) * step), tf.int32)
+        return tf.minimum(index, full - 1)
+
+    height, width = _image_size(image)
+    rows = tf.gather(image, indices(size[0], height), axis=0)
+    return tf.gather(rows, indices(size[1], width), axis=1)
+
+
 def _resize_with(image, size, method_index, methods):
-    """Resize to ``size`` with ``methods[method_index]`` (a graph-time switch)."""
+    """Resize to ``size`` with ``methods[method_index]`` (a graph-time switch).
+
+    ``"nearest"`` is OpenCV's rule (:func:`_resize_nearest_opencv`); the other
+    names go to ``tf.image.resize``.
+    """
     size = tf.convert_to_tensor(size, tf.int32)
-    branches = [
-        (lambda m=m: tf.image.resize(image, size, method=m)) for m in methods]
+
+    def resize_one(method):
+        if method == "nearest":
+            return _resize_nearest_opencv(image, size)
+        return tf.image.resize(image, size, method=method)
+
+    branches = [(lambda m=m: resize_one(m)) for m in methods]
     if len(branches) == 1:
         return branches[0]()
     return tf.switch_case(method_index, branches)
@@ -106,28 +162,60 @@ def _flip_boxes(boxes):
 
 
 def _parse_min_ious(min_ious):
-    """Sampler modes -> (IoU thresholds, crop flags) as Python lists."""
-    thresholds, crops = [], []
+    """Sampler modes -> Python lists ``(whole, lower, upper)``, one entry per sampler.
+
+    ``None`` is Caffe's unconstrained default ``Sampler`` (scale 1, aspect 1:
+    the whole image), a float ``t`` is ``min_jaccard_overlap: t`` and ``"any"``
+    is ``max_jaccard_overlap: 1.0``.
+    """
+    whole, lower, upper = [], [], []
     for mode in min_ious:
         if mode is None:
-            thresholds.append(-math.inf)
-            crops.append(False)
-        elif mode == "any":
-            thresholds.append(-math.inf)
-            crops.append(True)
+            whole.append(True)
+            lower.append(-math.inf)
+        elif isinstance(mode, str) and mode == "any":
+            whole.append(False)
+            lower.append(-math.inf)
+        elif isinstance(mode, (int, float)) and not isinstance(mode, bool) and 0 <= mode <= 1:
+            whole.append(False)
+            lower.append(float(mode))
         else:
-            thresholds.append(float(mode))
-            crops.append(True)
-    if not thresholds:
+            raise ValueError(f"min_ious: {mode!r} is not None, 'any' or an IoU in [0, 1]")
+        upper.append(1.0)
+    if not whole:
         raise ValueError("min_ious must name at least one sampler mode")
-    return thresholds, crops
+    return whole, lower, upper
 
 
 # ----------------------------------------------------------------------------- 1. colour
 
 
+def _adjust_hue_caffe(image, delta):
+    """Caffe's ``AdjustHue`` on RGB ``(H, W, 3)`` in ``[0, 1]``: hue + ``delta`` degrees.
+
+    Caffe adds the delta to OpenCV's 8-bit hue channel (0-180) with a saturating
+    ``convertTo``: a hue pushed above the top wraps round (OpenCV's HSV->BGR takes
+    it modulo 360 degrees), but one pushed below 0 stops at 0 (pure red).  TF's
+    ``adjust_hue`` wraps both ways, so the pixels whose hue ``h`` (degrees) has
+    ``h + delta < 0`` are set to hue 0 with their value and saturation kept:
+    RGB ``(max, min, min)``.  Hues in ``[359, 360)`` count as 0 there, since
+    OpenCV rounds them to 8-bit hue 180 = 0 (its other 2-degree rounding is not
+    reproduced).
+    """
+    shifted = tf.image.adjust_hue(image, delta / 360.0)
+    top = tf.reduce_max(image, axis=-1)
+    bottom = tf.reduce_min(image, axis=-1)
+    red, green, blue = tf.unstack(image, 3, axis=-1)
+    # red = max: hue = 60 (g - b) / (max - min) degrees, or 360 minus that when b > g.
+    chroma = top - bottom
+    above = (green >= blue) & ((green - blue) * 60.0 < -delta * chroma)
+    wraps_to_zero = (blue > green) & ((blue - green) * 60.0 <= chroma)
+    below_zero = (delta < 0) & (red >= top) & (chroma > 0) & (above | wraps_to_zero)
+    return tf.where(below_zero[..., None], tf.stack([top, bottom, bottom], axis=-1), shifted)
+
+
 def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5, 1.5),
-                        saturation_range=(0.5, 1.5), hue_delta=18.0, probability=0.5,
+                        saturation_range=(0.5, 1.5), hue_delta=36.0, probability=0.5,
                         channel_swap_probability=0.0):
     """Caffe SSD's colour distortion of an RGB ``(H, W, 3)`` float image in ``[0, 255]``.
 
@@ -137,7 +225,11 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
     - contrast: ``x * U(*contrast_range)`` (Caffe's ``convertTo(alpha)``, i.e. a
       plain scale, not TF's scale-about-the-mean ``adjust_contrast``);
     - saturation: HSV ``S * U(*saturation_range)``;
-    - hue: HSV ``H + U(-hue_delta, hue_delta)`` degrees;
+    - hue: HSV ``H + U(-hue_delta, hue_delta)`` **degrees**.  Caffe's
+      ``hue_delta: 18`` is in OpenCV's 8-bit hue units (0-180, ``caffe.proto``
+      "within [0, 180]"), i.e. 36 degrees, the default here.  As in Caffe a hue
+      pushed below 0 stops at 0 (red) while one pushed past 360 wraps round
+      (see :func:`_adjust_hue_caffe`);
     - optional random channel permutation (Caffe's ``random_order_prob``; off by default).
 
     Contrast runs before or after the two HSV steps, chosen with p = 0.5.
@@ -151,7 +243,7 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
     alpha = tf.where(apply[1], contrast_range[0] + u[6] * (contrast_range[1] - contrast_range[0]),
                      1.0)
     saturation = saturation_range[0] + u[7] * (saturation_range[1] - saturation_range[0])
-    hue = (2.0 * u[8] - 1.0) * (hue_delta / 360.0)  # adjust_hue takes a fraction of the circle
+    hue = (2.0 * u[8] - 1.0) * hue_delta  # degrees
     contrast_first = u[9] < 0.5
 
     image = tf.clip_by_value(image + delta, 0.0, 255.0)
@@ -161,7 +253,7 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
     image = tf.cond(apply[2],
                     lambda: tf.image.adjust_saturation(image / 255.0, saturation) * 255.0,
                     lambda: image)
-    image = tf.cond(apply[3], lambda: tf.image.adjust_hue(image / 255.0, hue) * 255.0,
+    image = tf.cond(apply[3], lambda: _adjust_hue_caffe(image / 255.0, hue) * 255.0,
                     lambda: image)
     image = tf.clip_by_value(image * tf.where(contrast_first, 1.0, alpha), 0.0, 255.0)
     if channel_swap_probability > 0:
@@ -183,8 +275,9 @@ def _sample_expand(seed, height, width, max_ratio, probability):
     w = tf.cast(width, tf.float32)
     canvas_h = tf.maximum(tf.cast(h * ratio, tf.int32), height)
     canvas_w = tf.maximum(tf.cast(w * ratio, tf.int32), width)
-    top = tf.cast(u[2] * tf.cast(canvas_h - height + 1, tf.float32), tf.int32)
-    left = tf.cast(u[3] * tf.cast(canvas_w - width + 1, tf.float32), tf.int32)
+    # Caffe's ExpandImage: offsets floor(U(0, canvas - side)).
+    top = tf.cast(u[2] * tf.cast(canvas_h - height, tf.float32), tf.int32)
+    left = tf.cast(u[3] * tf.cast(canvas_w - width, tf.float32), tf.int32)
     return canvas_h, canvas_w, tf.minimum(top, canvas_h - height), tf.minimum(left, canvas_w - width)
 
 
@@ -217,59 +310,101 @@ def expand(image, boxes, labels, seed, mean=DEFAULT_MEAN, max_ratio=4.0, probabi
 # ----------------------------------------------------------------------------- 3. crop
 
 
-def _sample_crop_window(seed, boxes_px, height, width, min_ious, max_trials, min_scale,
-                        max_scale, min_aspect_ratio, max_aspect_ratio):
-    """The SSD patch sampler, ``max_trials`` candidates at once.
+def _sample_patch(seed, boxes, min_ious, max_trials, min_scale, max_scale, min_aspect_ratio,
+                  max_aspect_ratio):
+    """Caffe's ``GenerateBatchSamples`` and the uniform pick among its samples.
+
+    Every sampler of ``min_ious`` runs on its own (``sampler.cpp``
+    ``GenerateSamples`` with ``max_sample 1``): ``max_trials`` patches are drawn
+    (``SampleBBox``) and the first one meeting the sampler's constraint is its
+    sample; a ``None`` sampler always yields the whole image.  All samplers x
+    trials are drawn at once.  One sample is then picked uniformly among the
+    samplers that found one (``annotated_data_layer.cpp``); when none did, the
+    whole image.
+
+    A trial, in coordinates normalised to the sampled image: scale
+    ``s ~ U(min_scale, max_scale)``, aspect ``a ~ U(min_aspect_ratio,
+    max_aspect_ratio)`` clamped to ``[s**2, 1 / s**2]``, width ``s * sqrt(a)``,
+    height ``s / sqrt(a)``, offsets ``U(0, 1 - side)``.  The constraint
+    (``SatisfySampleConstraint``) is that the IoU (``JaccardOverlap``, no +1
+    term) with **some** box lies in ``[lower, upper]``; with no boxes only
+    ``None`` samplers succeed.
 
     Args:
-        boxes_px: float32 ``(m, 4)`` corners in pixels of an ``(height, width)`` image.
+        seed: ``(2,)`` int seed.
+        boxes: float32 ``(m, 4)`` corners normalised to the sampled image.
+
+    Returns:
+        ``patch`` float32 ``(4,)`` normalised ``[xmin, ymin, xmax, ymax]``,
+        ``chosen`` int32 index into ``min_ious`` of the sampler picked (-1 when
+        none succeeded) and ``found`` bool ``(len(min_ious),)``.
+    """
+    whole, lower, upper = _parse_min_ious(min_ious)
+    num = len(whole)
+    trial_seed, pick_seed = _split(seed, 2)
+    u = tf.random.stateless_uniform([4, num, max_trials], trial_seed)
+    scale = min_scale + u[0] * (max_scale - min_scale)
+    aspect = min_aspect_ratio + u[1] * (max_aspect_ratio - min_aspect_ratio)
+    aspect = tf.minimum(tf.maximum(aspect, tf.square(scale)), 1.0 / tf.square(scale))
+    root = tf.sqrt(aspect)
+    patch_w = scale * root
+    patch_h = scale / root
+    x0 = u[2] * (1.0 - patch_w)
+    y0 = u[3] * (1.0 - patch_h)
+    patches = tf.stack([x0, y0, x0 + patch_w, y0 + patch_h], axis=-1)  # (num, trials, 4)
+    iou = pairwise_iou(tf.reshape(patches, [-1, 4]), boxes)
+    iou = tf.reshape(iou, [num, max_trials, -1])
+    lower = tf.constant(lower, tf.float32)[:, None, None]
+    upper = tf.constant(upper, tf.float32)[:, None, None]
+    whole = tf.constant(whole)
+    ok = tf.reduce_any((iou >= lower) & (iou <= upper), axis=-1) | whole[:, None]
+    found = tf.reduce_any(ok, axis=1)
+    first = tf.argmax(tf.cast(ok, tf.int32), axis=1, output_type=tf.int32)
+    unit = tf.constant([0.0, 0.0, 1.0, 1.0])
+    samples = tf.where(whole[:, None], unit, tf.gather(patches, first, batch_dims=1))
+    # caffe_rng_rand() % count: a uniform pick among the successes, in sampler order.
+    found_int = tf.cast(found, tf.int32)
+    count = tf.reduce_sum(found_int)
+    pick = tf.random.stateless_uniform([], pick_seed, 0, tf.maximum(count, 1), dtype=tf.int32)
+    chosen = tf.argmax(tf.cast(found & (tf.cumsum(found_int) == pick + 1), tf.int32),
+                       output_type=tf.int32)
+    chosen = tf.where(count > 0, chosen, -1)
+    patch = tf.where(count > 0, samples[tf.maximum(chosen, 0)], unit)
+    return patch, chosen, found
+
+
+def _sample_crop_window(seed, boxes_px, height, width, min_ious, max_trials, min_scale,
+                        max_scale, min_aspect_ratio, max_aspect_ratio):
+    """Caffe's patch (:func:`_sample_patch`) on an ``(height, width)`` image, in whole pixels.
+
+    The normalised patch maps to pixels as Caffe's ``DataTransformer::CropImage``
+    does: ``x0 = int(xmin * W)``, ``w = int((xmax - xmin) * W)`` (truncation; at
+    least one pixel), likewise for y.  Unlike Caffe, which crops those pixels
+    but projects the boxes onto the unrounded patch (up to a pixel apart), the
+    boxes here follow the pixel window exactly.
+
+    Args:
+        boxes_px: float32 ``(m, 4)`` corners in pixels of the image.
 
     Returns:
         ``window`` int32 ``[x0, y0, x1, y1]`` (pixels, end-exclusive) and
-        ``keep`` bool ``(m,)``: the boxes whose centre lies strictly inside it.
-        The window is the whole image when the drawn mode is "no crop" or no
-        trial is valid.
+        ``keep`` bool ``(m,)``: the boxes whose centre lies inside it, edges
+        included (Caffe's ``MeetEmitConstraint`` with ``emit_type CENTER``).
     """
-    thresholds, crops = _parse_min_ious(min_ious)
-    mode_seed, trial_seed = _split(seed, 2)
-    mode = tf.random.stateless_uniform([], mode_seed, 0, len(thresholds), dtype=tf.int32)
-    u = tf.random.stateless_uniform([4, max_trials], trial_seed)
     h = tf.cast(height, tf.float32)
     w = tf.cast(width, tf.float32)
-    patch_w = tf.maximum(tf.floor((min_scale + u[0] * (max_scale - min_scale)) * w), 1.0)
-    patch_h = tf.maximum(tf.floor((min_scale + u[1] * (max_scale - min_scale)) * h), 1.0)
-    aspect = patch_w / patch_h
-    aspect_ok = (aspect >= min_aspect_ratio) & (aspect <= max_aspect_ratio)
-    x0 = tf.minimum(tf.floor(u[2] * (w - patch_w + 1.0)), w - patch_w)
-    y0 = tf.minimum(tf.floor(u[3] * (h - patch_h + 1.0)), h - patch_h)
-    x1 = x0 + patch_w
-    y1 = y0 + patch_h
-
-    # (trials, m) IoU between every candidate patch and every box.
-    iou = pairwise_iou(tf.stack([x0, y0, x1, y1], axis=1), boxes_px)
-    bx0, by0, bx1, by1 = tf.unstack(boxes_px[None], 4, axis=-1)
-    # Caffe's SatisfySampleConstraint and ssd.pytorch's intent: the patch must
-    # overlap *some* ground-truth box by the threshold, i.e. max IoU over boxes.
-    # (reduce_max over m = 0 gives -inf: only the unconstrained modes pass.)
-    max_iou = tf.reduce_max(iou, axis=1)
-    centre_x = (bx0 + bx1) * 0.5
-    centre_y = (by0 + by1) * 0.5
-    centre_in = ((centre_x > x0[:, None]) & (centre_x < x1[:, None])
-                 & (centre_y > y0[:, None]) & (centre_y < y1[:, None]))
-    # ssd.pytorch: a patch must keep at least one box.  Without boxes there is
-    # nothing to keep, so "any" mode may crop freely.
-    has_boxes = tf.shape(boxes_px)[0] > 0
-    centre_ok = tf.reduce_any(centre_in, axis=1) | tf.logical_not(has_boxes)
-    threshold = tf.gather(tf.constant(thresholds, tf.float32), mode)
-    valid = aspect_ok & (max_iou >= threshold) & centre_ok
-    first = tf.argmax(tf.cast(valid, tf.int32), output_type=tf.int32)
-    do_crop = tf.gather(tf.constant(crops), mode) & tf.reduce_any(valid)
-
-    windows = tf.cast(tf.stack([x0, y0, x1, y1], axis=1), tf.int32)
-    whole = tf.stack([0, 0, width, height])
-    window = tf.where(do_crop, windows[first], whole)
-    keep = tf.where(do_crop, centre_in[first], tf.ones_like(centre_in[first]))
-    return window, keep
+    size = tf.stack([w, h, w, h])
+    patch, _, _ = _sample_patch(seed, boxes_px / size, min_ious, max_trials, min_scale,
+                                max_scale, min_aspect_ratio, max_aspect_ratio)
+    px = patch * size
+    x0 = tf.clip_by_value(tf.floor(px[0]), 0.0, w - 1.0)
+    y0 = tf.clip_by_value(tf.floor(px[1]), 0.0, h - 1.0)
+    x1 = x0 + tf.clip_by_value(tf.floor(px[2] - px[0]), 1.0, w - x0)
+    y1 = y0 + tf.clip_by_value(tf.floor(px[3] - px[1]), 1.0, h - y0)
+    centre_x = (boxes_px[:, 0] + boxes_px[:, 2]) * 0.5
+    centre_y = (boxes_px[:, 1] + boxes_px[:, 3]) * 0.5
+    keep = (centre_x >= x0) & (centre_x <= x1) & (centre_y >= y0) & (centre_y <= y1)
+    return tf.cast(tf.stack([x0, y0, x1, y1]), tf.int32), keep
 
 
 def _crop_boxes(boxes_px, keep, window):
@@ -285,19 +420,26 @@ def _crop_boxes(boxes_px, keep, window):
 def min_iou_random_crop(image, boxes, labels, seed, min_ious=DEFAULT_MIN_IOUS, max_trials=50,
                         min_scale=0.3, max_scale=1.0, min_aspect_ratio=0.5,
                         max_aspect_ratio=2.0):
-    """SSD's random patch: whole image, a patch with min IoU 0.1 ... 0.9 to some box, or any patch.
+    """Caffe SSD's batch sampler: one patch picked among seven independent samplers.
 
-    One of ``min_ious`` is drawn uniformly.  ``max_trials`` candidate patches
-    (sides ``U(min_scale, max_scale)`` of the image's, aspect ratio ``w / h`` in
-    pixels within ``[min_aspect_ratio, max_aspect_ratio]``, whole pixels) are
-    sampled at once; the first valid one is used.  A candidate is valid when its
-    **maximum** IoU over the ground-truth boxes is ``>=`` the threshold (as in
-    Caffe's ``SatisfySampleConstraint`` and the intent of ssd.pytorch's
-    ``RandomSampleCrop``) and at least one box centre lies strictly inside it.
-    Boxes whose centre is inside are kept, clipped to the patch and
-    re-normalised; the others are dropped.  With no valid candidate (or mode
-    ``None``) the whole image is returned.  Without boxes, constrained modes
-    return the whole image and ``"any"`` crops freely.
+    Each entry of ``min_ious`` is a sampler run on its own, as in Caffe's
+    ``ssd_pascal.py``: ``None`` = the whole image (always succeeds); a float
+    ``t`` = up to ``max_trials`` random patches, the first whose IoU with
+    **some** ground-truth box is ``>= t``; ``"any"`` = ``max_jaccard_overlap
+    1.0``, i.e. the first patch when the image has at least one box.  One
+    sample is then chosen uniformly among the samplers that succeeded; a sampler
+    whose trials all fail drops out (it does not turn into "keep the whole
+    image").  Without boxes only ``None`` succeeds, so the image is kept whole.
+
+    A patch (``SampleBBox``): scale ``s ~ U(min_scale, max_scale)`` and aspect
+    ``a ~ U(min_aspect_ratio, max_aspect_ratio)`` clamped to ``[s**2, 1/s**2]``;
+    width ``s * sqrt(a)`` and height ``s / sqrt(a)`` as **fractions of the
+    image's sides** (so ``a`` is relative to the image's own aspect, and no
+    patch is rejected for its shape); offsets uniform.  It is snapped to whole
+    pixels by truncation as Caffe's ``CropImage`` does (see
+    :func:`_sample_crop_window`).  Boxes whose centre lies in the patch (edges
+    included) are kept, clipped to it and re-normalised; the others are dropped,
+    so a patch may keep no box at all (as in Caffe).
 
     Returns:
         ``(image (h, w, 3), boxes (k, 4), labels (k,))``.
@@ -329,7 +471,27 @@ def random_flip(image, boxes, seed, probability=0.5):
 
 
 def random_resize(image, size, seed, methods=DEFAULT_RESIZE_METHODS):
-    """Resize to ``size = (height, width)`` with an interpolation drawn from ``methods``.
+    """Resize to ``size = (height, width)`` with an interpolation drawn uniformly from ``methods``.
+
+    Caffe SSD draws among OpenCV's ``INTER_LINEAR``, ``INTER_AREA``,
+    ``INTER_NEAREST``, ``INTER_CUBIC`` and ``INTER_LANCZOS4``
+    (``im_transforms.cpp`` ``ApplyResize``).  Measured against ``cv2.resize`` on
+    a photo-like 8-bit image (mean / max absolute difference in 0-255 levels,
+    270x200 -> 300x300 up and 500x375 -> 300x300 down):
+
+    - ``"bilinear"`` = ``INTER_LINEAR`` exactly (0.27 / 1: only rounding; both use
+      half-pixel centres and no antialiasing);
+    - ``"area"`` = ``INTER_AREA`` exactly when shrinking (0.25 / 0); when
+      enlarging it is close (1.1 / 68 at a few edges: TF weighs pixel overlap,
+      OpenCV a clipped linear ramp);
+    - ``"nearest"`` = ``INTER_NEAREST`` exactly (OpenCV's ``floor(i * in / out)``
+      index rule, :func:`_resize_nearest_opencv`);
+    - ``"bicubic"`` approximates ``INTER_CUBIC`` (0.7 / 5): TF's Keys kernel has
+      ``a = -0.5``, OpenCV's ``a = -0.75``;
+    - ``INTER_LANCZOS4`` (8x8 taps) is left out of the default draw: TF's
+      ``"lanczos5"`` (0.55 / 4) or ``"lanczos3"`` (0.7 / 5) come close but cost
+      5-8x a bilinear resize on a CPU.  Add one to ``methods`` for the full
+      five-way draw; without it each of the four is drawn with p = 1/4, not 1/5.
 
     Normalised boxes are unchanged by a resize.  Output float32 clipped to
     ``[0, 255]`` (bicubic and lanczos overshoot).
@@ -364,9 +526,10 @@ def ssd_augment(image, boxes, labels, seed, size, mean=DEFAULT_MEAN, *, photomet
         mean: RGB canvas fill in 0-255.
         photometric: apply :func:`photometric_distort`.
         expand_max_ratio, expand_probability: see :func:`expand`.
-        min_ious, max_trials: see :func:`min_iou_random_crop`.
-        crop_scale, crop_aspect_ratio: ``(min, max)`` patch side fraction and
-            ``w / h`` of :func:`min_iou_random_crop`.
+        min_ious, max_trials: the samplers of :func:`min_iou_random_crop`.
+        crop_scale, crop_aspect_ratio: ``(min, max)`` patch scale and aspect
+            (relative to the expanded image's sides) of
+            :func:`min_iou_random_crop`.
         flip_probability: see :func:`random_flip`.
         resize_methods: interpolations drawn by :func:`random_resize`.
         fused: compose expand + crop + resize as index arithmetic (default;
