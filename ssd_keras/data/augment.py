@@ -128,7 +128,8 @@ def _resize_nearest_opencv(image, size):
     one source pixel.)  Two gathers, cheaper than ``tf.image.resize``.
     """
     def indices(out, full):
-        step = tf.cast(full, tf.float64) / tf.cast(out, tf.float64)
+        # OpenCV's resizeNN: ifx = 1 / (out / in) in double, then floor(i * ifx).
+        step = 1.0 / (tf.cast(out, tf.float64) / tf.cast(full, tf.float64))
         index = tf.cast(tf.floor(tf.cast(tf.range(out), tf.float64) * step), tf.int32)
         return tf.minimum(index, full - 1)
 
