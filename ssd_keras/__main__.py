@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "ssd_keras.data.check",          # check-data
     "ssd_keras.data.download",       # download
     "ssd_keras.weights",             # weights (fetch / register)
+    "ssd_keras.export",              # export (SavedModel / TFLite / ONNX)
+    "ssd_keras.predict",             # predict (draw + JSON on your own images)
 )
 
 

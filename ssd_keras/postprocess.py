@@ -3,9 +3,17 @@
 Caffe ``DetectionOutput`` semantics: per class keep the ``max_detections_per_class``
 (400) highest-scoring candidates, suppress overlaps ``> iou_threshold`` (0.45)
 among them, drop scores below ``score_threshold`` (0.01), then keep the
-``max_detections`` (200) best over all classes.  Implemented with
-``tf.math.top_k`` + ``tf.image.combined_non_max_suppression``: no Python loop
-over images or classes.
+``max_detections`` (200) best over all classes.
+
+Implemented with ``tf.math.top_k`` (candidates per class) and ONE greedy
+``NonMaxSuppressionV5`` per image over all classes at once, the classes kept
+apart by shifting each class's boxes to its own region of the plane (the
+torchvision ``batched_nms`` trick; IoU is translation-invariant, so this is
+per-class NMS).  Unlike ``tf.image.combined_non_max_suppression`` that op is a
+TFLite builtin and an ONNX ``NonMaxSuppression``, so the exported graphs
+(:mod:`ssd_keras.export`) decode with this same code.  No Python loop over
+classes; images of a static batch are unrolled, a dynamic batch goes through
+``tf.map_fn``.
 """
 from __future__ import annotations
 
@@ -44,22 +52,60 @@ def decode_detections(classification, regression, anchors, activation="softmax",
     boxes = decode_boxes(regression, anchors, variances)                     # (B, N, 4)
     scores = class_scores(classification, activation)                        # (B, N, K)
     num_anchors = tf.shape(scores)[1]
+    num_classes = scores.shape[-1]
     k = tf.minimum(max_detections_per_class, num_anchors)
     top_scores, top_idx = tf.math.top_k(tf.transpose(scores, [0, 2, 1]), k=k)   # (B, K, k)
     cand = tf.gather(boxes, top_idx, batch_dims=1)                           # (B, K, k, 4)
-    nms = tf.image.combined_non_max_suppression(
-        tf.transpose(cand, [0, 2, 1, 3]), tf.transpose(top_scores, [0, 2, 1]),
-        max_output_size_per_class=max_detections_per_class, max_total_size=max_detections,
-        iou_threshold=iou_threshold, score_threshold=score_threshold,
-        pad_per_class=False, clip_boxes=False)
-    out_boxes = nms.nmsed_boxes
+    cand_classes = tf.repeat(tf.range(num_classes, dtype=tf.int32), k)       # (K * k,)
+
+    def one_image(args):
+        image_boxes, image_scores = args
+        return _nms_over_classes(tf.reshape(image_boxes, [-1, 4]), tf.reshape(image_scores, [-1]),
+                                 cand_classes, iou_threshold, score_threshold, max_detections)
+
+    batch = cand.shape[0]
+    if batch is not None:   # static batch (exported graphs): unrolled, no loop op to convert
+        per_image = [one_image((cand[i], top_scores[i])) for i in range(batch)]
+        out_boxes, out_scores, classes, valid = (tf.stack(t) for t in zip(*per_image))
+    else:
+        out_boxes, out_scores, classes, valid = tf.map_fn(
+            one_image, (cand, top_scores), fn_output_signature=(
+                tf.TensorSpec([max_detections, 4], tf.float32),
+                tf.TensorSpec([max_detections], tf.float32),
+                tf.TensorSpec([max_detections], tf.int32), tf.TensorSpec([], tf.int32)))
     if clip_boxes:
         out_boxes = tf.clip_by_value(out_boxes, 0.0, 1.0)
-    valid = tf.cast(nms.valid_detections, tf.int32)
-    mask = tf.sequence_mask(valid, max_detections)
-    classes = tf.where(mask, tf.cast(nms.nmsed_classes, tf.int32) + 1, 0)
-    return {"boxes": out_boxes, "scores": nms.nmsed_scores, "classes": classes,
+    return {"boxes": out_boxes, "scores": out_scores, "classes": classes,
             "num_detections": valid}
+
+
+# NMS sees coordinates clamped to this window (normalised units) and each class
+# shifted by its width, so the shift stays small next to float32 precision.
+_NMS_WINDOW = (-1.0, 2.0)
+
+
+def _nms_over_classes(boxes, scores, classes, iou_threshold, score_threshold, max_detections):
+    """Per-class greedy NMS of one image's candidates, as one NMS op.
+
+    Args:
+        boxes: ``(M, 4)`` normalised corners ``[xmin, ymin, xmax, ymax]``.
+        scores: ``(M,)``; only scores ``> score_threshold`` are kept.
+        classes: ``(M,)`` int32 class index ``0..K-1`` of each candidate.
+
+    Returns:
+        ``boxes (D, 4)``, ``scores (D,)`` best first, ``classes (D,)`` int32
+        ``1..K`` and ``num_detections`` (int32 scalar); entries past it are zero.
+    """
+    lo, hi = _NMS_WINDOW
+    shift = tf.cast(classes, tf.float32)[:, None] * (hi - lo + 1.0)
+    keep, kept_scores, count = tf.raw_ops.NonMaxSuppressionV5(
+        boxes=tf.clip_by_value(boxes, lo, hi) + shift, scores=scores,
+        max_output_size=max_detections, iou_threshold=iou_threshold,
+        score_threshold=score_threshold, soft_nms_sigma=0.0, pad_to_max_output_size=True)
+    valid = tf.range(max_detections) < count
+    out_boxes = tf.where(valid[:, None], tf.gather(boxes, keep), 0.0)
+    out_classes = tf.where(valid, tf.gather(classes, keep) + 1, 0)
+    return out_boxes, tf.where(valid, kept_scores, 0.0), out_classes, tf.cast(count, tf.int32)
 
 
 def decode_for_config(predictions, config, anchors=None, **overrides):
@@ -111,7 +157,7 @@ class DecodeDetections(keras.layers.Layer):
     ``(B, D)``, ``classes`` ``(B, D)`` int32 (1..K, 0 = padding),
     ``num_detections`` ``(B,)``.  Anchors are rebuilt from the stored detector
     config, so the layer serialises as a few numbers.  TensorFlow backend only
-    (it uses ``tf.image.combined_non_max_suppression``).
+    (it uses TensorFlow's ``NonMaxSuppressionV5``).
     """
 
     def __init__(self, detector_config, score_threshold=None, iou_threshold=None,
