@@ -16,20 +16,26 @@ class L2Normalization(keras.layers.Layer):
 
     ``y = gamma * x / ||x||_2`` over the channel axis; ``gamma`` (one per
     channel) starts at ``gamma_init`` (20 in SSD).  Input/output ``(B, H, W, C)``.
-    Computed in float32 even under mixed precision.
+    Computed in float32 even under mixed precision.  ``gamma_regularizer``:
+    Caffe's ``Normalize`` layer in SSD has no ``param`` block, so its scale
+    gets the net's weight decay (``decay_mult 1``) like a kernel; the VGG
+    builder passes the kernels' regularizer.
     """
 
-    def __init__(self, gamma_init=20.0, epsilon=1e-10, axis=-1, **kwargs):
+    def __init__(self, gamma_init=20.0, epsilon=1e-10, axis=-1, gamma_regularizer=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.gamma_init = float(gamma_init)
         self.epsilon = float(epsilon)
         self.axis = int(axis)
+        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
 
     def build(self, input_shape):
         channels = input_shape[self.axis]
         self.gamma = self.add_weight(
             name="gamma", shape=(channels,),
-            initializer=keras.initializers.Constant(self.gamma_init), trainable=True)
+            initializer=keras.initializers.Constant(self.gamma_init),
+            regularizer=self.gamma_regularizer, trainable=True)
 
     def call(self, x):
         x32 = ops.cast(x, "float32")
@@ -40,7 +46,8 @@ class L2Normalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "gamma_init": self.gamma_init,
-                "epsilon": self.epsilon, "axis": self.axis}
+                "epsilon": self.epsilon, "axis": self.axis,
+                "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer)}
 
 
 @keras.saving.register_keras_serializable(package="ssd_keras")

@@ -14,6 +14,10 @@ Both losses return a dict ``{"classification": scalar, "localization": scalar}``
 normalised by the number of positive anchors in the batch (at least 1, so an
 all-background batch gives a finite loss), as Caffe's ``MultiBoxLoss`` with
 ``normalization: VALID`` and the TF OD API with ``normalize_loss_by_num_matches``.
+``normalizer`` replaces that count, for a batch split over replicas: each
+replica divides its own sum by the positives of the *global* batch (see
+:meth:`ssd_keras.models.base.SSDModel.loss_components`), so the replicas'
+losses add up to the loss of the whole batch.
 """
 from __future__ import annotations
 
@@ -55,8 +59,22 @@ def hard_negative_mask(neg_loss, negative, num_positive, neg_pos_ratio=3.0, min_
     return (rank < ops.expand_dims(keep, -1)) & negative
 
 
-def ssd_softmax_loss(y_true, y_pred, neg_pos_ratio=3.0, localization_weight=1.0, min_negatives=0):
-    """SSD MultiBox loss: softmax cross-entropy with hard negative mining + smooth L1."""
+def num_positives(y_true):
+    """Positive anchors of a batch of targets (labels ``(B, N)`` > 0), a float32 scalar."""
+    return ops.sum(ops.cast(ops.cast(y_true["labels"], "int32") > 0, "float32"))
+
+
+def _normalizer(y_true, normalizer):
+    count = num_positives(y_true) if normalizer is None else ops.cast(normalizer, "float32")
+    return ops.maximum(count, 1.0)
+
+
+def ssd_softmax_loss(y_true, y_pred, neg_pos_ratio=3.0, localization_weight=1.0, min_negatives=0,
+                     normalizer=None):
+    """SSD MultiBox loss: softmax cross-entropy with hard negative mining + smooth L1.
+
+    ``normalizer``: the positive count to divide by (default: this batch's).
+    """
     labels = ops.cast(y_true["labels"], "int32")
     logits = ops.cast(y_pred["classification"], "float32")
     positive = labels > 0
@@ -68,7 +86,7 @@ def ssd_softmax_loss(y_true, y_pred, neg_pos_ratio=3.0, localization_weight=1.0,
     chosen_neg = hard_negative_mask(ops.stop_gradient(ce), negative, num_pos_img,
                                     neg_pos_ratio, min_negatives)
     weight = ops.cast(positive | chosen_neg, "float32")
-    norm = ops.maximum(ops.cast(ops.sum(num_pos_img), "float32"), 1.0)
+    norm = _normalizer(y_true, normalizer)
     cls = ops.sum(ce * weight) / norm
     loc = _localization(ops.cast(y_true["boxes"], "float32"),
                         ops.cast(y_pred["regression"], "float32"), positive) / norm
@@ -88,8 +106,12 @@ def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
     return alpha_t * ops.power(1.0 - p_t, gamma) * ce
 
 
-def sigmoid_focal_loss(y_true, y_pred, alpha=0.25, gamma=2.0, localization_weight=1.0):
-    """Focal loss over all non-ignored anchors and classes + smooth L1 (RetinaNet / FPNLite)."""
+def sigmoid_focal_loss(y_true, y_pred, alpha=0.25, gamma=2.0, localization_weight=1.0,
+                       normalizer=None):
+    """Focal loss over all non-ignored anchors and classes + smooth L1 (RetinaNet / FPNLite).
+
+    ``normalizer``: the positive count to divide by (default: this batch's).
+    """
     labels = ops.cast(y_true["labels"], "int32")
     logits = ops.cast(y_pred["classification"], "float32")
     num_classes = ops.shape(logits)[-1]
@@ -98,16 +120,17 @@ def sigmoid_focal_loss(y_true, y_pred, alpha=0.25, gamma=2.0, localization_weigh
     targets = ops.one_hot(ops.maximum(labels - 1, 0), num_classes) * ops.cast(
         ops.expand_dims(positive, -1), "float32")
     fl = ops.sum(sigmoid_focal(logits, targets, alpha, gamma), axis=-1)       # (B, N)
-    norm = ops.maximum(ops.sum(ops.cast(positive, "float32")), 1.0)
+    norm = _normalizer(y_true, normalizer)
     cls = ops.sum(fl * ops.cast(valid, "float32")) / norm
     loc = _localization(ops.cast(y_true["boxes"], "float32"),
                         ops.cast(y_pred["regression"], "float32"), positive) / norm
     return {"classification": cls, "localization": localization_weight * loc}
 
 
-def detection_loss(y_true, y_pred, config):
+def detection_loss(y_true, y_pred, config, normalizer=None):
     """The loss a :class:`~ssd_keras.config.DetectorConfig` asks for, as components."""
     if config.classification_loss == "softmax":
-        return ssd_softmax_loss(y_true, y_pred, config.neg_pos_ratio, config.localization_weight)
+        return ssd_softmax_loss(y_true, y_pred, config.neg_pos_ratio, config.localization_weight,
+                                normalizer=normalizer)
     return sigmoid_focal_loss(y_true, y_pred, config.focal_alpha, config.focal_gamma,
-                              config.localization_weight)
+                              config.localization_weight, normalizer=normalizer)

@@ -21,14 +21,19 @@ uninterrupted run would have seen: the pipeline seed becomes ``seed + step``
 so the first batches are not repeated.
 
 Distribution: pass any ``tf.distribute`` strategy.  ``TrainConfig.batch_size``
-is the batch *per replica*; the global batch ``batch_size * R`` is split
-across the ``R`` replicas, and, following the linear scaling rule (Goyal et
-al. 2017), the learning rate is multiplied by ``R``
-(``scale_lr_with_replicas=False`` keeps it).  The reference schedule
-(SGD 1e-3, batch 32) is therefore reproduced on one device; on 4 GPUs the
-same config trains with batch 128 at 4e-3.  ``MultiWorkerMirroredStrategy``
-reads ``TF_CONFIG``; only the chief writes the run folder, other workers write
-theirs under ``run_dir/workers/<task>/``.
+is the *global* batch: each step's ``batch_size`` images are split evenly
+across the ``R`` replicas (``batch_size / R`` each; a batch that does not
+divide is an error) and the learning rate stays as configured, so the same
+config is the same recipe on 1, 4 or 8 devices -- the reference (batch 32 at
+1e-3, which Caffe ran as 4 GPUs x 8) included.  Each replica's loss is
+normalised by the positive anchors of the whole global batch and the
+replicas' gradients are summed (see :meth:`ssd_keras.models.base.SSDModel.compute_loss`),
+so a step on ``R`` replicas is the single-device step on the same batch.
+The linear scaling rule (Goyal et al. 2017: a ``k`` times larger batch at a
+``k`` times larger rate) stays available as ``scale_lr_with_replicas=True``
+(rate times ``R``) for users who raise ``batch_size`` with the device count.
+``MultiWorkerMirroredStrategy`` reads ``TF_CONFIG``; only the chief writes the
+run folder, other workers write theirs under ``run_dir/workers/<task>/``.
 """
 from __future__ import annotations
 
@@ -47,8 +52,10 @@ from ssd_keras.callbacks import (
     NaNGuard, RunClock, StepBackup, StepLimit, TrainingDiverged, TrainLogger, WeightsCheckpoint,
     atomic_save_model)
 from ssd_keras.config import JsonConfig
+from ssd_keras.usage import UsageError
 
 __all__ = ["TrainConfig", "WarmupSchedule", "TrainingDiverged", "train", "make_optimizer",
+           "BiasLRSGD", "is_bias", "reference_train_config",
            "make_loss_evaluator", "run_paths", "register", "main"]
 
 
@@ -66,19 +73,25 @@ class TrainConfig(JsonConfig):
 
     Attributes:
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
-        learning_rate: base rate (before replica scaling).
+        learning_rate: base rate (the rate of the whole global batch; times the
+            replica count only with ``scale_lr_with_replicas``).
         warmup_steps, warmup_start_factor: linear warm-up from
             ``warmup_start_factor * lr`` to ``lr`` over ``warmup_steps``.
         schedule: ``"piecewise"`` (``lr_boundaries``, ``lr_decay_factor``),
             ``"cosine"`` or ``"constant"``.
         total_steps: optimizer steps of the run.
-        batch_size: images per replica per step.
+        batch_size: images per step over all replicas (the *global* batch;
+            each of ``R`` replicas sees ``batch_size / R``).
         steps_per_epoch: Keras "epoch" length (progress bars, ``epoch`` column).
         log_every: CSV row interval (default ``steps_per_epoch``).
         backup_every: resume-state interval (default ``log_every``).
         checkpoint_every, keep_checkpoints: weight checkpoints kept in ``checkpoints/``.
         val_every, val_steps: validation loss interval (default ``log_every``)
             and batches per validation (``None``: the whole validation set).
+        val_loss_images: the validation loss is computed on this fixed,
+            evenly spaced subset of ``val_records`` (``None``: all of them);
+            the intermediate mAP always uses all of ``eval_records``.  500 of
+            VOC2007 test's 4,952 images make a loss point a tenth of a full pass.
         eval_every, eval_metric: intermediate mAP interval and metric.
         mixed_precision: ``mixed_float16`` policy (restored afterwards).
         jit_compile: XLA-compile the train step.
@@ -86,7 +99,11 @@ class TrainConfig(JsonConfig):
         seed: data pipeline seed (``None``: random) and ``keras.utils.set_random_seed``.
         augment: SSD photometric/expand/crop/flip augmentation.
         clipnorm: gradient norm clipping (``None``: off).
-        scale_lr_with_replicas: multiply the rate by the number of replicas.
+        scale_lr_with_replicas: multiply the rate by the number of replicas
+            (linear scaling rule; off by default: ``batch_size`` is global).
+        bias_lr_multiplier: every bias trains at this times the rate (Caffe
+            SSD: ``lr_mult 2`` on biases, set by :func:`reference_train_config`
+            for the VGG presets; 1: off).  SGD only (see :class:`BiasLRSGD`).
     """
 
     optimizer: str = "sgd"
@@ -115,7 +132,9 @@ class TrainConfig(JsonConfig):
     seed: Optional[int] = 0
     augment: bool = True
     clipnorm: Optional[float] = None
-    scale_lr_with_replicas: bool = True
+    scale_lr_with_replicas: bool = False
+    bias_lr_multiplier: float = 1.0
+    val_loss_images: Optional[int] = 500
 
     def __post_init__(self):
         self.lr_boundaries = tuple(int(b) for b in self.lr_boundaries)
@@ -127,6 +146,14 @@ class TrainConfig(JsonConfig):
         for name in ("total_steps", "batch_size", "steps_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.val_loss_images is not None and self.val_loss_images < 1:
+            raise ValueError(f"val_loss_images must be >= 1 or None, got {self.val_loss_images}")
+        if not self.bias_lr_multiplier > 0:
+            raise ValueError(f"bias_lr_multiplier must be > 0, got {self.bias_lr_multiplier}")
+        if self.bias_lr_multiplier != 1.0 and self.optimizer != "sgd":
+            raise ValueError(
+                f"bias_lr_multiplier={self.bias_lr_multiplier} needs optimizer='sgd' (Adam "
+                f"normalises each gradient, so scaling it does not scale the step)")
 
     @property
     def log_interval(self) -> int:
@@ -205,12 +232,77 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "total_steps": self.total_steps, "cosine_min_factor": self.cosine_min_factor}
 
 
+def is_bias(variable) -> bool:
+    """Whether a Keras variable is a layer's additive bias (``.../bias``; not BN's ``beta``)."""
+    return variable.path.split("/")[-1] == "bias"
+
+
+@keras.saving.register_keras_serializable(package="ssd_keras")
+class BiasLRSGD(keras.optimizers.SGD):
+    """SGD in which every bias trains at ``bias_lr_multiplier`` times the rate.
+
+    Caffe SSD (``model_libs.py``) gives every convolution ``param {lr_mult: 1,
+    decay_mult: 1} param {lr_mult: 2, decay_mult: 0}``: biases move at twice
+    the base rate and have no weight decay.  Caffe's SGD, ``v = m v + lr_mult
+    * lr * g``, is linear in ``g``, so multiplying the bias gradients by the
+    multiplier before the update is exactly ``lr_mult`` (momentum included, at
+    every rate of the schedule).  It is done in :meth:`apply`, the public
+    entry every update goes through (``apply_gradients``, the
+    ``LossScaleOptimizer`` of mixed precision, which passes unscaled
+    gradients, ``jit_compile`` and ``tf.distribute`` replicas alike), so the
+    train step stays Keras' own.  The optimizer's variables are plain SGD's:
+    a backup restores it like any SGD.  With ``clipnorm`` a bias gradient is
+    clipped after the multiplication (Caffe clips before ``lr_mult``; the
+    reference recipe does not clip).  Which variables are biases: :func:`is_bias`.
+    """
+
+    def __init__(self, bias_lr_multiplier=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.bias_lr_multiplier = float(bias_lr_multiplier)
+        self._bias_flags = ()
+
+    def build(self, variables):
+        super().build(variables)
+        self._bias_flags = tuple(is_bias(v) for v in variables)
+
+    def apply(self, grads, trainable_variables=None):
+        grads = list(grads)
+        flags = (self._bias_flags if trainable_variables is None
+                 else [is_bias(v) for v in trainable_variables])
+        if len(flags) == len(grads):
+            grads = [g * self.bias_lr_multiplier if flag and g is not None else g
+                     for g, flag in zip(grads, flags)]
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "bias_lr_multiplier": self.bias_lr_multiplier}
+
+
 def make_optimizer(tc: TrainConfig, schedule) -> keras.optimizers.Optimizer:
-    """SGD (momentum) or Adam on ``schedule``, with optional ``clipnorm``."""
+    """SGD (momentum; :class:`BiasLRSGD` with ``bias_lr_multiplier``) or Adam on ``schedule``."""
     kwargs = {"clipnorm": tc.clipnorm} if tc.clipnorm else {}
     if tc.optimizer == "sgd":
+        if tc.bias_lr_multiplier != 1.0:
+            return BiasLRSGD(tc.bias_lr_multiplier, learning_rate=schedule,
+                             momentum=tc.momentum, **kwargs)
         return keras.optimizers.SGD(learning_rate=schedule, momentum=tc.momentum, **kwargs)
     return keras.optimizers.Adam(learning_rate=schedule, **kwargs)
+
+
+def reference_train_config(config) -> TrainConfig:
+    """The reference training recipe of a detector config or preset name.
+
+    ``TrainConfig()`` is Caffe SSD's VOC schedule; for the VGG presets (the
+    Caffe models: ``architecture == "ssd_vgg16"``) it adds Caffe's 2x bias
+    learning rate (``bias_lr_multiplier=2``).  Other architectures (MobileNet,
+    digits) were not trained that way: plain ``TrainConfig()``.
+    """
+    if isinstance(config, str):
+        from ssd_keras import presets
+        config = presets.get(config)
+    if config.architecture == "ssd_vgg16":
+        return TrainConfig(bias_lr_multiplier=2.0)
+    return TrainConfig()
 
 
 # ----------------------------------------------------------------------------- run folder
@@ -246,6 +338,19 @@ def _worker_task():
 
 # ----------------------------------------------------------------------------- validation
 
+def evenly_spaced(records: Sequence, count: Optional[int]) -> list:
+    """A fixed subset of ``count`` records spread evenly over ``records`` (all if ``None``/fewer).
+
+    Deterministic (the same images at every evaluation and on resume), and
+    spread over the whole list rather than its head, so an image set sorted by
+    year or source is sampled throughout.
+    """
+    records = list(records)
+    if count is None or count >= len(records):
+        return records
+    return [records[i] for i in np.linspace(0, len(records) - 1, count).round().astype(int)]
+
+
 def make_loss_evaluator(model, dataset, steps: Optional[int] = None, strategy=None):
     """``fn() -> {classification_loss, localization_loss, regularization_loss, total_loss}``.
 
@@ -257,19 +362,24 @@ def make_loss_evaluator(model, dataset, steps: Optional[int] = None, strategy=No
 
     strategy = strategy or tf.distribute.get_strategy()
 
+    replicas = strategy.num_replicas_in_sync
+
     def step_fn(images, targets):
+        # Each replica's parts are its share of the global batch's loss
+        # (SSDModel.loss_components) and each holds the whole weight decay:
+        # the SUM over replicas of (parts, reg / R) is the global batch's value.
         pred = model(images, training=False)
         parts = model.loss_components(targets, pred)
         reg = tf.zeros((), tf.float32)
         for loss in model.losses:
             reg = reg + tf.cast(tf.reduce_sum(loss), tf.float32)
         return tf.stack([tf.cast(parts["classification"], tf.float32),
-                         tf.cast(parts["localization"], tf.float32), reg])
+                         tf.cast(parts["localization"], tf.float32), reg / replicas])
 
     @tf.function
     def distributed_step(images, targets):
         values = strategy.run(step_fn, args=(images, targets))
-        return strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)
 
     data = dataset.take(steps) if steps else dataset
     if strategy.num_replicas_in_sync > 1:
@@ -318,7 +428,9 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
             (repeated if finite).
         run_dir: the run folder (created; an existing backup there is resumed).
         train_config: :class:`TrainConfig` (default: the reference schedule).
-        val_records / val_dataset: validation loss every ``val_every`` steps.
+        val_records / val_dataset: validation loss every ``val_every`` steps
+            (on ``train_config.val_loss_images`` of the records; a dataset is
+            used as given, ``val_steps`` batches of it).
         eval_records: intermediate mAP every ``eval_every`` steps and at the end
             (``train_config.eval_metric``; ``coco_gt`` for ``"coco"``).
         strategy: a ``tf.distribute`` strategy (default: the current one).
@@ -353,7 +465,10 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
         raise ValueError("train() needs train_records or train_dataset")
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
-    global_batch = tc.batch_size * replicas
+    global_batch = tc.batch_size
+    if global_batch % replicas:
+        raise ValueError(f"batch_size {global_batch} (the global batch) does not split evenly "
+                         f"over the strategy's {replicas} replicas; use a multiple of {replicas}")
 
     is_chief, task = _worker_task()
     run_dir = os.fspath(run_dir)
@@ -415,7 +530,8 @@ def _fit(model, config, tc, paths, strategy, backup, clock, schedule, start, glo
 
     validate = None
     if val_dataset is None and val_records:
-        val_dataset = make_dataset(val_records, config, global_batch, training=False)
+        val_dataset = make_dataset(evenly_spaced(val_records, tc.val_loss_images), config,
+                                   global_batch, training=False)
     if val_dataset is not None:
         validate = make_loss_evaluator(model, val_dataset, tc.val_steps, strategy)
 
@@ -471,19 +587,53 @@ def _strategy(name):
     return None
 
 
+def default_weights(config, requested: Optional[str]) -> Optional[str]:
+    """The ``--weights`` of the ``train`` command: notebook 01's ImageNet base by default.
+
+    ``None`` (not given): ``"imagenet"`` for the VGG presets (random VGG cannot
+    reach the reference 0.77 mAP), no initial weights otherwise.  ``"none"``:
+    random weights, with a warning on stderr for the VGG presets.
+    """
+    vgg = config.architecture == "ssd_vgg16"
+    if requested is None:
+        return "imagenet" if vgg else None
+    if requested.lower() == "none":
+        if vgg:
+            print(f"train: warning: --weights none starts {config.name} from a random VGG16 "
+                  f"base; the reference recipe (0.77 mAP on VOC2007 test) starts from the "
+                  f"ImageNet base (the default, --weights imagenet)", file=sys.stderr, flush=True)
+        return None
+    return requested
+
+
+def default_voc_val(voc_root: str, requested: Optional[str]) -> Optional[str]:
+    """The ``--val`` of the ``train`` command: ``"2007/test"`` when ``voc_root`` holds it.
+
+    ``None`` (not given): VOC2007 test if its image list exists (notebook 01's
+    validation loss and intermediate mAP), else no validation; ``"none"``: none.
+    """
+    if requested is None:
+        test_list = os.path.join(voc_root, "VOC2007", "ImageSets", "Main", "test.txt")
+        return "2007/test" if os.path.exists(test_list) else None
+    return None if requested.lower() == "none" else requested
+
+
 def run_train(args: argparse.Namespace) -> int:
     """The ``train`` command."""
     from ssd_keras import presets
     from ssd_keras.config import DetectorConfig
 
     config = (DetectorConfig.from_json(args.config) if args.config else presets.get(args.preset))
-    tc = TrainConfig.from_json(args.train_config) if args.train_config else TrainConfig()
+    tc = (TrainConfig.from_json(args.train_config) if args.train_config
+          else reference_train_config(config))
     overrides = {"total_steps": args.steps, "batch_size": args.batch_size,
                  "learning_rate": args.lr, "optimizer": args.optimizer,
                  "schedule": args.schedule, "warmup_steps": args.warmup_steps,
                  "steps_per_epoch": args.steps_per_epoch, "log_every": args.log_every,
                  "checkpoint_every": args.checkpoint_every, "backup_every": args.backup_every,
-                 "eval_every": args.eval_every, "seed": args.seed}
+                 "eval_every": args.eval_every, "seed": args.seed,
+                 "val_loss_images": args.val_loss_images,
+                 "bias_lr_multiplier": args.bias_lr_multiplier}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for flag, field in (("mixed_precision", "mixed_precision"), ("jit_compile", "jit_compile"),
                         ("skip_bad_records", "skip_bad_records")):
@@ -491,14 +641,20 @@ def run_train(args: argparse.Namespace) -> int:
             overrides[field] = True
     if args.no_augment:
         overrides["augment"] = False
-    if args.no_lr_scaling:
-        overrides["scale_lr_with_replicas"] = False
-    tc = tc.replace(**overrides)
+    if args.scale_lr_with_replicas:
+        overrides["scale_lr_with_replicas"] = True
+    if args.optimizer == "adam" and args.bias_lr_multiplier is None:
+        overrides["bias_lr_multiplier"] = 1.0      # the 2x bias rate is an SGD (Caffe) detail
+    try:
+        tc = tc.replace(**overrides)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
     coco_gt = None
     if args.voc_root:
         train_records = _voc_records(args.voc_root, _split_sets(args.image_sets))
-        val_records = _voc_records(args.voc_root, _split_sets(args.val)) if args.val else None
+        val_sets = default_voc_val(args.voc_root, args.val)
+        val_records = _voc_records(args.voc_root, _split_sets(val_sets)) if val_sets else None
         metric = tc.eval_metric
     elif args.coco_json:
         from ssd_keras.data.coco import coco_label_map, read_coco
@@ -519,11 +675,16 @@ def run_train(args: argparse.Namespace) -> int:
     tc = tc.replace(eval_metric=metric)
     print(f"train: {config.name} on {len(train_records)} images -> {args.run_dir} "
           f"({tc.total_steps} steps, batch {tc.batch_size})", flush=True)
+    strategy = _strategy(args.strategy)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if tc.batch_size % replicas:
+        raise UsageError(f"--batch-size {tc.batch_size} (the global batch) does not split "
+                         f"evenly over {replicas} replicas; use a multiple of {replicas}")
     try:
         _, history = train(config, train_records, run_dir=args.run_dir, train_config=tc,
                            val_records=val_records, eval_records=val_records,
-                           strategy=_strategy(args.strategy), coco_gt=coco_gt,
-                           verbose=args.verbose, weights=args.weights)
+                           strategy=strategy, coco_gt=coco_gt,
+                           verbose=args.verbose, weights=default_weights(config, args.weights))
     except TrainingDiverged as error:
         print(f"train: {error}", file=sys.stderr)
         return 3
@@ -544,16 +705,21 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--voc-root", help="VOCdevkit folder holding VOC2007/, VOC2012/")
     p.add_argument("--image-sets", default="2007/trainval,2012/trainval",
                    help="training image sets YEAR/SET, comma-separated")
-    p.add_argument("--val", help="validation image sets, e.g. 2007/test")
+    p.add_argument("--val", help="validation image sets of --voc-root (loss curve and "
+                                 "intermediate mAP); default 2007/test when --voc-root has it, "
+                                 "'none' for no validation")
     p.add_argument("--coco-json", help="COCO-format training annotations")
     p.add_argument("--images", help="image folder of --coco-json")
     p.add_argument("--val-coco-json", help="COCO-format validation annotations")
     p.add_argument("--val-images", help="image folder of --val-coco-json")
     p.add_argument("--run-dir", required=True, help="run folder (runs/NAME)")
-    p.add_argument("--weights", help="initial weights of a new run: 'imagenet' (VGG16 base) or a "
-                                     ".weights.h5 / .keras / legacy .h5 file")
+    p.add_argument("--weights", help="initial weights of a new run: 'imagenet' (the reduced "
+                                     "VGG16 base; the default for the VGG presets, as notebook "
+                                     "01), a .weights.h5 / .keras / legacy .h5 file, or 'none' "
+                                     "(random; warns for VGG)")
     p.add_argument("--steps", type=int, help="total optimizer steps")
-    p.add_argument("--batch-size", type=int, help="images per replica per step")
+    p.add_argument("--batch-size", type=int,
+                   help="images per step over all replicas (the global batch; default 32)")
     p.add_argument("--lr", type=float, help="base learning rate")
     p.add_argument("--optimizer", choices=("sgd", "adam"))
     p.add_argument("--schedule", choices=("piecewise", "cosine", "constant"))
@@ -563,13 +729,20 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backup-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--eval-every", type=int)
+    p.add_argument("--val-loss-images", type=int,
+                   help="validation loss on this fixed subset of the --val images (default 500; "
+                        "the mAP uses all of them)")
+    p.add_argument("--bias-lr-multiplier", type=float,
+                   help="biases train at this times the rate (default 2 for the VGG presets, "
+                        "as Caffe SSD; 1 otherwise)")
     p.add_argument("--seed", type=int)
     p.add_argument("--mixed-precision", action="store_true")
     p.add_argument("--jit-compile", action="store_true")
     p.add_argument("--skip-bad-records", action="store_true")
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--no-lr-scaling", action="store_true",
-                   help="do not multiply the learning rate by the number of replicas")
+    p.add_argument("--scale-lr-with-replicas", action="store_true",
+                   help="multiply the learning rate by the number of replicas (linear scaling "
+                        "rule; off by default: the batch is global, the rate as given)")
     p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none")
     p.add_argument("--verbose", type=int, default=1, help="Keras verbosity (0, 1, 2)")
     p.set_defaults(func=run_train)

@@ -91,11 +91,12 @@ def test_schedule_warmup_and_drops():
     assert cos.value(1000) == pytest.approx(0.08)
     assert cos.value(26000) == pytest.approx(0.04, rel=1e-4)
     assert cos.value(51000) == pytest.approx(0.0, abs=1e-7)
-    # Replica scaling: linear in the number of replicas, unless disabled.
+    # The batch is global: the rate is the same on any number of replicas, unless the
+    # linear scaling rule is asked for.
     assert WarmupSchedule.from_train_config(TrainConfig(), replicas=4).value(5000) == \
-        pytest.approx(4e-3)
-    off = TrainConfig(scale_lr_with_replicas=False)
-    assert WarmupSchedule.from_train_config(off, replicas=4).value(5000) == pytest.approx(1e-3)
+        pytest.approx(1e-3)
+    scaled = TrainConfig(scale_lr_with_replicas=True)
+    assert WarmupSchedule.from_train_config(scaled, replicas=4).value(5000) == pytest.approx(4e-3)
     # Serialisable with the optimizer.
     import keras
     again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(cos))

@@ -67,7 +67,8 @@ def ssd_vgg16(x, config):
         conv9_2 = _extra(conv8_2, "conv9", 128, 256, reg, stride=2, pad=1)
         conv10_2 = _extra(conv9_2, "conv10", 128, 256, reg, kernel=4, pad=1)
         extras = [conv6_2, conv7_2, conv8_2, conv9_2, conv10_2]
-    conv4_3_norm = L2Normalization(gamma_init=20.0, name="conv4_3_norm")(conv4_3)
+    conv4_3_norm = L2Normalization(gamma_init=20.0, gamma_regularizer=reg,
+                                   name="conv4_3_norm")(conv4_3)
     sources = [conv4_3_norm, fc7] + extras
     names = ["conv4_3_norm", "fc7"] + [f"conv{k}_2" for k in range(6, 6 + len(extras))]
     for feat, (fh, fw), name in zip(sources, config.get_feature_map_sizes(), names):
