@@ -23,6 +23,10 @@ import numpy as np
 
 from ssd_keras.io_utils import write_json
 
+#: where keras.applications downloads the ImageNet VGG16 (with the top, 528 MB) from
+VGG16_IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+                      "vgg16_weights_tf_dim_ordering_tf_kernels.h5")
+
 # keras.applications VGG16 layer -> SSD layer
 _VGG_CONV_NAMES = {f"block{b}_conv{i}": f"conv{b}_{i}"
                    for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for i in range(1, n + 1)}
@@ -92,7 +96,13 @@ def load_vgg16_imagenet(model) -> dict:
     """
     import keras
 
-    vgg = keras.applications.VGG16(include_top=True, weights="imagenet")
+    try:
+        vgg = keras.applications.VGG16(include_top=True, weights="imagenet")
+    except Exception as error:   # Keras raises a bare Exception for a failed download
+        raise OSError(f"{model.name}: the ImageNet VGG16 weights could not be downloaded "
+                      f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+                      f"download {VGG16_IMAGENET_URL} elsewhere and pass the file: "
+                      f"--weights PATH (or load_into(model, PATH))") from None
     return load_layer_weights(model, reduce_vgg16_weights(vgg), "keras.applications VGG16 ImageNet")
 
 

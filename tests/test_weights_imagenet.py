@@ -2,6 +2,7 @@
 loading by layer name (with its report), and saved models that never download."""
 import hashlib
 import os
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -19,13 +20,14 @@ needs_npy = pytest.mark.skipif(not NPY_DIR.is_dir(),
 
 @pytest.fixture
 def offline(monkeypatch):
-    """Any download attempt (Keras' get_file, urllib) fails the test."""
+    """Any download attempt fails the test: Keras' get_file, urllib, any socket connection."""
     def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[:1]}")
+        raise AssertionError(f"network access attempted: {args[1:2] or args[:1]}")
 
     monkeypatch.setattr(keras.utils, "get_file", refuse)
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(urllib.request, "urlretrieve", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")
