@@ -9,6 +9,20 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 
 
+# Real data (../shared/data beside the project, see its README); tests skip without it.
+SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           os.pardir, "shared", "data")
+
+
+@pytest.fixture
+def raccoon_dir():
+    """``../shared/data/raccoon``: 200 real photos + labelImg XML (``annotations/``, ``images/``)."""
+    path = os.path.normpath(os.path.join(SHARED_DATA, "raccoon"))
+    if not os.path.isdir(os.path.join(path, "annotations")):
+        pytest.skip(f"real raccoon data not found at {path} (see ../shared/data/README.md)")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _clear_keras_session():
     """Keep Keras name counters and graphs from leaking between tests (only if Keras is in use)."""
@@ -76,3 +90,11 @@ def http_server():
     httpd.shutdown()
     httpd.server_close()
     thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def raccoon_detectors(tmp_path_factory):
+    """``{loss: (model, .keras path)}``: tiny detectors trained in seconds on raccoon photos
+    (tests/raccoon_fixtures.py; skips when ../shared/data/raccoon is absent)."""
+    from raccoon_fixtures import train_raccoon_detectors
+    return train_raccoon_detectors(tmp_path_factory.mktemp("raccoon_detectors"))
