@@ -53,6 +53,7 @@ from ssd_keras.callbacks import (
     atomic_save_model)
 from ssd_keras.config import JsonConfig
 from ssd_keras.usage import UsageError
+from ssd_keras.usage import UsageError
 
 __all__ = ["TrainConfig", "WarmupSchedule", "TrainingDiverged", "train", "make_optimizer",
            "BiasLRSGD", "is_bias", "reference_train_config",
@@ -565,7 +566,7 @@ def _split_sets(text):
     for item in filter(None, (s.strip() for s in text.split(","))):
         year, sep, image_set = item.partition("/")
         if not sep:
-            raise SystemExit(f"train: image set {item!r} must look like 2007/trainval")
+            raise UsageError(f"image set {item!r} must look like 2007/trainval")
         out.append((year, image_set))
     return out
 
@@ -576,6 +577,51 @@ def _voc_records(root, sets):
     for year, image_set in sets:
         records.extend(read_voc(os.path.join(root, f"VOC{year}"), image_set))
     return records
+
+
+def _own_data(args, config, tc):
+    """``--data`` / ``--val-data`` -> ``(config with the data's classes, train, val records)``.
+
+    Each source is said in one line (format, images, classes); the class
+    names -- discovered from ``--data`` or fixed by ``--class-names`` -- go into
+    the config (``num_classes``, ``class_names``, so into the run's
+    config.json); ``--val-data`` is read with the same names (a class the
+    training data lacks is a problem naming the file).  The validation images
+    get the same decoding check as the training images
+    (:func:`~ssd_keras.data.check.filter_bad_records`); its COCO ground truth
+    is built from its records.
+    """
+    from ssd_keras.data.check import filter_bad_records
+    from ssd_keras.data.sources import config_for_classes, load_training_data, parse_class_names
+
+    source = load_training_data(args.data, args.images, parse_class_names(args.class_names),
+                                args.image_set, skip_bad=tc.skip_bad_records)
+    print(source.describe(), flush=True)
+    config = config_for_classes(config, source.class_names)
+    val_records = None
+    if args.val_data:
+        val = load_training_data(args.val_data, args.val_images, source.class_names,
+                                 args.val_image_set, skip_bad=tc.skip_bad_records,
+                                 flag="--val-data")
+        print(val.describe().replace("data:", "val-data:", 1), flush=True)
+        val_records = filter_bad_records(val.records, skip_bad=tc.skip_bad_records)
+    return config, source.records, val_records
+
+
+def _preset_name(name: str) -> str:
+    """argparse ``type`` of ``--preset``: an unknown name is a one-line usage error."""
+    from ssd_keras import presets
+    if name not in presets.names():
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r}; choose from "
+                                         f"{', '.join(presets.names())}")
+    return name
+
+
+def _existing_file(path: str) -> str:
+    """argparse ``type`` of a file flag: a missing file is a one-line usage error."""
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"{path}: no such file")
+    return path
 
 
 def _strategy(name):
@@ -656,22 +702,23 @@ def run_train(args: argparse.Namespace) -> int:
         val_sets = default_voc_val(args.voc_root, args.val)
         val_records = _voc_records(args.voc_root, _split_sets(val_sets)) if val_sets else None
         metric = tc.eval_metric
+    elif args.data:
+        config, train_records, val_records = _own_data(args, config, tc)
+        metric = "coco"
     elif args.coco_json:
         from ssd_keras.data.coco import coco_label_map, read_coco
+        from ssd_keras.data.sources import config_for_classes
         if not args.images:
-            raise SystemExit("train: --coco-json needs --images DIR")
+            raise UsageError("--coco-json needs --images DIR")
         train_records = read_coco(args.coco_json, args.images)
-        names = tuple(coco_label_map(args.coco_json).label_to_name[i]
-                      for i in sorted(coco_label_map(args.coco_json).label_to_name))
-        if len(names) != config.num_classes or config.class_names != names:
-            config = config.replace(num_classes=len(names), class_names=names)
+        config = config_for_classes(config, coco_label_map(args.coco_json).class_names)
         val_records = None
         if args.val_coco_json:
             val_records = read_coco(args.val_coco_json, args.val_images or args.images)
             coco_gt = args.val_coco_json
         metric = "coco"
     else:
-        raise SystemExit("train: give --voc-root DIR or --coco-json FILE --images DIR")
+        raise UsageError("give --data PATH, --voc-root DIR or --coco-json FILE --images DIR")
     tc = tc.replace(eval_metric=metric)
     print(f"train: {config.name} on {len(train_records)} images -> {args.run_dir} "
           f"({tc.total_steps} steps, batch {tc.batch_size})", flush=True)
@@ -699,9 +746,24 @@ def register(subparsers) -> argparse.ArgumentParser:
         "train", help="train (or resume) an SSD detector into a run folder",
         description="Train an SSD detector. Re-running the same command resumes from the "
                     "run folder's last backup.")
-    p.add_argument("--preset", default="ssd300_voc", help="detector preset (default ssd300_voc)")
-    p.add_argument("--config", help="DetectorConfig JSON instead of a preset")
-    p.add_argument("--train-config", help="TrainConfig JSON (flags below override it)")
+    p.add_argument("--preset", type=_preset_name, default="ssd300_voc",
+                   help="detector preset (default ssd300_voc)")
+    p.add_argument("--config", type=_existing_file,
+                   help="DetectorConfig JSON instead of a preset")
+    p.add_argument("--train-config", type=_existing_file,
+                   help="TrainConfig JSON (flags below override it)")
+    p.add_argument("--data", metavar="PATH",
+                   help="training data in any format: a folder (or .txt list) of Pascal VOC XML "
+                        "files (labelImg, CVAT, Roboflow), a VOCdevkit year folder or a COCO "
+                        "JSON; detected and said in one line; its class names go into the config")
+    p.add_argument("--val-data", metavar="PATH",
+                   help="validation data (same formats; loss curve and COCO mAP)")
+    p.add_argument("--class-names", metavar="A,B,C",
+                   help="fix the class names and their order (default: discovered from --data, "
+                        "sorted); objects of other classes are problems")
+    p.add_argument("--image-set", help="ImageSets/Main name when --data is a VOCdevkit year "
+                                       "folder (default trainval)")
+    p.add_argument("--val-image-set", help="the same for --val-data")
     p.add_argument("--voc-root", help="VOCdevkit folder holding VOC2007/, VOC2012/")
     p.add_argument("--image-sets", default="2007/trainval,2012/trainval",
                    help="training image sets YEAR/SET, comma-separated")
@@ -709,9 +771,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                                  "intermediate mAP); default 2007/test when --voc-root has it, "
                                  "'none' for no validation")
     p.add_argument("--coco-json", help="COCO-format training annotations")
-    p.add_argument("--images", help="image folder of --coco-json")
+    p.add_argument("--images", help="image folder of --coco-json or --data (--data: default "
+                                     "beside the XML files / the JSON)")
     p.add_argument("--val-coco-json", help="COCO-format validation annotations")
-    p.add_argument("--val-images", help="image folder of --val-coco-json")
+    p.add_argument("--val-images", help="image folder of --val-coco-json or --val-data")
     p.add_argument("--run-dir", required=True, help="run folder (runs/NAME)")
     p.add_argument("--weights", help="initial weights of a new run: 'imagenet' (the reduced "
                                      "VGG16 base; the default for the VGG presets, as notebook "

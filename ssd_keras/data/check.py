@@ -49,7 +49,7 @@ _TRAILING_PADDING = b"\x00\r\n\x1a "
 # Some cameras append a short trailer after a JPEG's end-of-image marker, so the
 # marker is looked for near the end rather than exactly at it.  Entropy-coded data
 # never contains FF D9, so a file cut inside the scan has no marker there.
-_JPEG_EOI_WINDOW = 1024
+JPEG_EOI_WINDOW = 1024
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_LISTED_PROBLEMS = 20
@@ -108,7 +108,7 @@ def check_image_file(path: str, width: int | None = None, height: int | None = N
     if not data:
         return [Problem(path, "unreadable image (empty file)")]
     tail = data.rstrip(_TRAILING_PADDING)
-    if data.startswith(_JPEG_MAGIC) and b"\xff\xd9" not in tail[-_JPEG_EOI_WINDOW:]:
+    if data.startswith(_JPEG_MAGIC) and b"\xff\xd9" not in tail[-JPEG_EOI_WINDOW:]:
         return [Problem(path, "truncated JPEG (no end-of-image marker FFD9)")]
     if data.startswith(_PNG_MAGIC) and b"IEND" not in tail[-16:]:
         return [Problem(path, "truncated PNG (no IEND chunk)")]

@@ -8,7 +8,9 @@ Data flows one way (records in, model-ready batches out):
    *indices*; each element is looked up inside the map function, so nothing
    per-record stays in Python.
 2. Each image is read and decoded (``decode_jpeg`` for JPEGs, else
-   ``decode_image``; RGB, 3 channels).
+   ``decode_image``; RGB, 3 channels); a truncated or non-image file raises
+   ``InvalidArgumentError`` naming the file (a graph-side check of the first
+   and last bytes, no measurable cost).
 3. Training: :func:`ssd_keras.data.augment.ssd_augment` (photometric, expand,
    min-IoU crop, flip, random-interpolation resize).  Otherwise a plain
    bilinear resize.
@@ -39,6 +41,7 @@ import tensorflow as tf
 
 from ssd_keras.boxes import validate_boxes
 from ssd_keras.data.augment import resize, ssd_augment
+from ssd_keras.data.check import JPEG_EOI_WINDOW
 from ssd_keras.data.records import Record, normalized_boxes
 from ssd_keras.matching import encode_targets_for_config
 
@@ -82,8 +85,48 @@ def _records_to_tensors(records: Sequence[Record]):
             tf.constant(splits))
 
 
-def _decode(contents):
-    """Encoded image bytes -> uint8 ``(H, W, 3)`` RGB."""
+def _assert_complete_image(contents, path):
+    """Graph-side check that raises ``InvalidArgumentError`` naming ``path`` before decoding.
+
+    The pre-training check (:func:`ssd_keras.data.check.filter_bad_records`)
+    catches these by name; this catches them when records bypass it (a file
+    changed on disk mid-run, ``train_dataset`` built by hand) -- a truncated
+    JPEG (no end-of-image marker ``FFD9`` in its last bytes, the checker's
+    rule) or PNG (no ``IEND``), or bytes of no JPEG/PNG/GIF/BMP -- where
+    ``DecodeJpeg`` alone would fail naming no file.  Reads only the first 8
+    and last :data:`~ssd_keras.data.check.JPEG_EOI_WINDOW` bytes.
+    """
+    size = tf.strings.length(contents)
+    head = tf.strings.substr(contents, 0, 8)
+    tail = tf.io.decode_raw(
+        tf.strings.substr(contents, tf.maximum(size - JPEG_EOI_WINDOW, 0), JPEG_EOI_WINDOW),
+        tf.uint8)
+
+    def followed_by(*values):   # any position where tail holds the byte sequence `values`
+        n = tf.shape(tail)[0] - len(values) + 1
+        hit = tf.ones(tf.maximum(n, 0), tf.bool)
+        for offset, value in enumerate(values):
+            hit = hit & tf.equal(tail[offset:offset + tf.maximum(n, 0)], value)
+        return tf.reduce_any(hit)
+
+    is_png = tf.equal(head, b"\x89PNG\r\n\x1a\n")
+    is_other = tf.equal(tf.strings.substr(head, 0, 3), b"GIF") | tf.equal(
+        tf.strings.substr(head, 0, 2), b"BM")
+    complete = ((tf.io.is_jpeg(contents) & followed_by(0xFF, 0xD9))
+                | (is_png & followed_by(73, 69, 78, 68))  # "IEND"
+                | is_other)
+    message = tf.strings.join([
+        path, ": truncated or not an image (a complete JPEG, PNG, GIF or BMP); "
+              "python -m ssd_keras check-data lists such files"])
+    return tf.debugging.Assert(complete, [message])
+
+
+def _decode(contents, path=None):
+    """Encoded image bytes -> uint8 ``(H, W, 3)`` RGB; with ``path``, bad files raise naming it."""
+    if path is not None:
+        with tf.control_dependencies([_assert_complete_image(contents, path)]):
+            contents = tf.identity(contents)
+
     def jpeg():
         return tf.io.decode_jpeg(contents, channels=3)
 
@@ -100,7 +143,7 @@ def _loader(tensors):
 
     def load(index):
         start, stop = splits[index], splits[index + 1]
-        image = _decode(tf.io.read_file(paths[index]))
+        image = _decode(tf.io.read_file(paths[index]), paths[index])
         return image, flat_boxes[start:stop], flat_labels[start:stop]
     return load
 

@@ -145,6 +145,53 @@ def _empty_results(coco):
     return res
 
 
+def to_coco_pixels(boxes, record) -> np.ndarray:
+    """``(m, 4)`` corners in ``record``'s pixel convention -> COCO 0-based continuous corners."""
+    from ssd_keras.data.records import pixel_boxes, to_normalized
+
+    if record.convention == "coco":
+        return np.asarray(boxes, np.float32).reshape(-1, 4)
+    normalized = to_normalized(boxes, record.width, record.height, record.convention)
+    return pixel_boxes(normalized, record.width, record.height, "coco")
+
+
+def coco_ground_truth(records: Sequence, class_names: Sequence[str]):
+    """A ``pycocotools.coco.COCO`` ground truth built from records (any reader, any convention).
+
+    For data without a COCO file (a VOC XML folder): image ``i`` gets id
+    ``i + 1``; boxes go to COCO pixels with :func:`to_coco_pixels` (VOC's
+    1-based inclusive ``[1, W]`` becomes ``[0, W]``), ``area`` is the box area
+    (COCO's own files use the mask area); VOC ``difficult`` objects become
+    ``iscrowd`` regions, which COCOeval neither rewards nor penalises.
+    ``crowd_boxes`` carry no class and are left out: for records read from a
+    COCO file, evaluate against that file.  Category ``k`` is label ``k``,
+    named ``class_names[k - 1]``.
+
+    Returns:
+        ``(coco, image_ids)``: the ``COCO`` object and the ids in record order.
+    """
+    from pycocotools.coco import COCO
+
+    images, annotations = [], []
+    for index, record in enumerate(records):
+        image_id = index + 1
+        images.append({"id": image_id, "width": int(record.width), "height": int(record.height),
+                       "file_name": str(record.image_path)})
+        boxes = to_coco_pixels(record.boxes, record)
+        for box, label, hard in zip(boxes, record.labels, record.difficult):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "area": (x1 - x0) * (y1 - y0), "iscrowd": int(hard)})
+    coco = COCO()
+    coco.dataset = {"images": images, "annotations": annotations,
+                    "categories": [{"id": k, "name": name}
+                                   for k, name in enumerate(class_names, start=1)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, [image["id"] for image in images]
+
+
 def evaluate_coco(detections: Sequence[Mapping], coco_gt, image_ids=None,
                   label_to_category_id: Mapping | None = None, print_summary: bool = True,
                   iou_type: str = "bbox") -> dict:

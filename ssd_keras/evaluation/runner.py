@@ -85,9 +85,10 @@ def evaluate_records(model, records: Sequence, metric: str = "voc07", coco_gt=No
     Args:
         metric: ``"voc07"`` (VOC2007 11-point AP, IoU 0.5), ``"voc"`` (VOC2010+
             area AP) -- both with the devkit's rules and the records as ground
-            truth, difficult flags included -- or ``"coco"`` (pycocotools,
-            needs ``coco_gt``: the annotation JSON path or a ``COCO`` object;
-            records' ``image_id`` are the COCO ids).
+            truth, difficult flags included -- or ``"coco"`` (pycocotools on
+            ``coco_gt``: the annotation JSON path or a ``COCO`` object, the
+            records' ``image_id`` being its COCO ids; without ``coco_gt`` the
+            records themselves, see :func:`~ssd_keras.evaluation.coco.coco_ground_truth`).
         class_names: names of labels ``1..K`` (default: the config's).
         detections: precomputed :func:`predict_records` output (skips inference).
 
@@ -111,11 +112,14 @@ def evaluate_records(model, records: Sequence, metric: str = "voc07", coco_gt=No
         per_class = {(names[label - 1] if 0 < label <= len(names) else f"class_{label}"): ap
                      for label, ap in sorted(result["ap"].items())}
         return {**result, "metric": metric, "map": float(result["map"]), "per_class": per_class}
-    if coco_gt is None:
-        raise ValueError("metric='coco' needs coco_gt (the annotation JSON or a COCO object)")
-    from ssd_keras.evaluation.coco import evaluate_coco
+    from ssd_keras.evaluation.coco import coco_ground_truth, evaluate_coco, to_coco_pixels
 
-    result = evaluate_coco(detections, coco_gt, image_ids=[r.image_id for r in records],
+    image_ids = [r.image_id for r in records]
+    if coco_gt is None:  # e.g. a VOC XML folder: the records are the ground truth
+        coco_gt, image_ids = coco_ground_truth(records, names)
+        detections = [{**det, "boxes": to_coco_pixels(det["boxes"], record)}
+                      for det, record in zip(detections, records)]
+    result = evaluate_coco(detections, coco_gt, image_ids=image_ids,
                            print_summary=print_summary)
     return {**result, "metric": metric, "map": float(result["AP"]),
             "per_class": dict(result["per_category"])}
