@@ -451,3 +451,53 @@ def _scalar_summary(tag, value, step):
 
 def _fmt(value):
     return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
+class FreezeLayers(keras.callbacks.Callback):
+    """Keep ``layers`` non-trainable for the first ``until_step`` global steps, then train them.
+
+    Fine-tuning practice (Keras transfer-learning guide): train the new head on a
+    frozen pretrained backbone first, so its random gradients do not wreck the
+    backbone features, then unfreeze.  Frozen steps are also cheaper (no backbone
+    weight gradients).  The train function is rebuilt (``make_train_function(force=True)``)
+    whenever the set of trainable weights changes; the optimizer was built on all
+    weights, so its state covers both phases and a resumed run continues exactly.
+    BatchNormalization layers are left as they are (see the backbone's
+    ``freeze_batch_norm`` option: they stay in inference mode throughout).
+
+    Args:
+        layers: the layers to freeze (e.g. :func:`ssd_keras.models.mobilenet.backbone_layers`).
+        until_step: global step at which they become trainable (0: never frozen).
+        print_fn: called with one line when the layers are unfrozen.
+    """
+
+    def __init__(self, layers: Sequence, until_step: int, print_fn: Optional[Callable] = None):
+        super().__init__()
+        self.layers = [layer for layer in layers
+                       if not isinstance(layer, keras.layers.BatchNormalization)]
+        self.until_step = int(until_step)
+        self.print_fn = print_fn
+        self.frozen = False
+
+    def _set(self, frozen: bool) -> None:
+        for layer in self.layers:
+            layer.trainable = not frozen
+        self.frozen = frozen
+        self.model.make_train_function(force=True)
+
+    def on_train_begin(self, logs=None):
+        if global_step(self.model) < self.until_step:
+            self._set(True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.frozen and global_step(self.model) >= self.until_step:
+            self._set(False)
+            if self.print_fn:
+                self.print_fn(f"step {global_step(self.model)}: backbone unfrozen "
+                              f"({len(self.layers)} layers now trainable)")
+
+    def on_train_end(self, logs=None):
+        if self.frozen:        # leave the model as built (all layers trainable)
+            for layer in self.layers:
+                layer.trainable = True
+            self.frozen = False

@@ -6,7 +6,8 @@ evaluation write (``logs/train_log.csv``, ``metrics/intermediate_map.csv``,
 shapes of the reference write-ups:
 
 * :func:`plot_loss_history` -- training and validation total loss against
-  steps, learning-rate drops marked (the SSD300 VOC07+12 "loss history").
+  steps, with and without weight decay, learning-rate drops of step-wise
+  schedules marked (the SSD300 VOC07+12 "loss history").
 * :func:`plot_loss_components` -- ``Loss_classification_loss.svg``,
   ``Loss_localization_loss.svg``, ``Loss_regularization_loss.svg``,
   ``Loss_total_loss.svg`` (+ PNG), as in "Experiment 01".
@@ -100,13 +101,45 @@ def _run_name(run) -> str:
     return os.path.basename(path)
 
 
-def learning_rate_drops(log: pd.DataFrame) -> list:
-    """Steps of the rows where ``learning_rate`` is lower than in the previous row (after warm-up)."""
-    if "learning_rate" not in log or len(log) < 2:
+SMOOTH_SCHEDULES = ("cosine", "constant")
+
+
+def run_schedule(run) -> Optional[str]:
+    """The ``schedule`` of a run folder's ``train_config.json`` (``None`` if unknown)."""
+    if isinstance(run, pd.DataFrame):
+        return None
+    path = os.fspath(run)
+    if path.endswith(".csv"):
+        path = os.path.dirname(os.path.dirname(path))
+    return _read_json(os.path.join(path, "train_config.json")).get("schedule")
+
+
+def learning_rate_drops(log: pd.DataFrame, schedule: Optional[str] = None) -> list:
+    """Steps where a step-wise schedule dropped the learning rate (what the loss plots mark).
+
+    A drop is a row whose ``learning_rate`` is lower than the previous row's
+    *and* which borders a plateau (the rate is equal in the two rows before, or
+    in this row and the next): a piecewise-constant schedule. A smooth schedule
+    (``schedule`` ``"cosine"`` / ``"constant"``, or a rate that falls at every
+    row) has no drops to mark; warm-up rows rise and are never drops.
+    """
+    if schedule in SMOOTH_SCHEDULES or "learning_rate" not in log or len(log) < 2:
         return []
     lr = log["learning_rate"].to_numpy(float)
     steps = log["step"].to_numpy()
-    return [int(steps[i]) for i in range(1, len(lr)) if lr[i] < lr[i - 1] * (1 - 1e-6)]
+
+    def same(i, j):
+        return 0 <= i < len(lr) and 0 <= j < len(lr) and abs(lr[i] - lr[j]) <= 1e-6 * abs(lr[j])
+    return [int(steps[i]) for i in range(1, len(lr))
+            if lr[i] < lr[i - 1] * (1 - 1e-6) and (same(i - 1, i - 2) or same(i, i + 1))]
+
+
+def detection_loss(log: pd.DataFrame, prefix: str = "") -> Optional[np.ndarray]:
+    """``total_loss - regularization_loss`` (the loss without weight decay), or ``None``."""
+    total, reg = f"{prefix}total_loss", f"{prefix}regularization_loss"
+    if total not in log or reg not in log:
+        return None
+    return (log[total] - log[reg]).to_numpy(float)
 
 
 # ----------------------------------------------------------------------------- loss plots
@@ -114,6 +147,13 @@ def learning_rate_drops(log: pd.DataFrame) -> list:
 def plot_loss_history(runs, out_path: Optional[str] = "figures/loss_history", names=None,
                       title: str = "Training and validation loss", log_scale: bool = False):
     """Training (solid) and validation (dashed) total loss against steps, lr drops marked.
+
+    Each total is drawn twice: with the weight-decay term (``total_loss``, what
+    the optimizer minimises) and without it (``total_loss - regularization_loss``,
+    the detection loss; fainter), labelled -- a run from pretrained weights
+    starts with a large weight-decay term that says nothing about detection.
+    Learning-rate drops are marked only for step-wise schedules
+    (:func:`learning_rate_drops`).
 
     Args:
         runs: a run folder / CSV / DataFrame, or a list of them.
@@ -132,12 +172,21 @@ def plot_loss_history(runs, out_path: Optional[str] = "figures/loss_history", na
     for i, (run, name) in enumerate(zip(runs, names)):
         log = load_train_log(run)
         colour = f"C{i}"
-        ax.plot(log["step"], log["total_loss"], color=colour, label=f"{name} training")
+        ax.plot(log["step"], log["total_loss"], color=colour,
+                label=f"{name} training (with weight decay)")
+        without = detection_loss(log)
+        if without is not None:
+            ax.plot(log["step"], without, color=colour, alpha=0.55,
+                    label=f"{name} training, without weight decay")
         if "val_total_loss" in log and log["val_total_loss"].notna().any():
             val = log[log["val_total_loss"].notna()]
             ax.plot(val["step"], val["val_total_loss"], color=colour, linestyle="--",
-                    label=f"{name} validation")
-        for step in learning_rate_drops(log):
+                    label=f"{name} validation (with weight decay)")
+            val_without = detection_loss(val, "val_")
+            if val_without is not None:
+                ax.plot(val["step"], val_without, color=colour, linestyle="--", alpha=0.55,
+                        label=f"{name} validation, without weight decay")
+        for step in learning_rate_drops(log, run_schedule(run)):
             ax.axvline(step, color=colour, linestyle=":", alpha=0.7,
                        label=None if drops_drawn else "learning-rate drop")
             drops_drawn = True
@@ -156,6 +205,9 @@ def plot_loss_components(run_or_log, out_dir: str = "figures", prefix: str = "Lo
         smoothing: TensorBoard-style exponential smoothing weight in ``[0, 1)``
             (the raw curve is drawn faintly behind).
 
+    The total-loss figure shows the total with and without the weight-decay
+    term (``regularization_loss``), labelled.
+
     Returns:
         The written paths (SVG then PNG for each of classification,
         localization, regularization, total).
@@ -169,7 +221,14 @@ def plot_loss_components(run_or_log, out_dir: str = "figures", prefix: str = "Lo
         if smoothing:
             ax.plot(log["step"], values, color="C0", alpha=0.3)
             values = pd.Series(values).ewm(alpha=1 - smoothing).mean().to_numpy()
-        ax.plot(log["step"], values, color="C0")
+        ax.plot(log["step"], values, color="C0",
+                label="with weight decay" if name == "total_loss" else None)
+        without = detection_loss(log) if name == "total_loss" else None
+        if without is not None:
+            if smoothing:
+                without = pd.Series(without).ewm(alpha=1 - smoothing).mean().to_numpy()
+            ax.plot(log["step"], without, color="C1", label="without weight decay")
+            ax.legend()
         ax.set_title(f"Loss/{name}")
         ax.set_xlabel("steps")
         ax.grid(True, alpha=0.3)

@@ -11,6 +11,8 @@ folder holds everything about one run::
     run_dir/logs/tensorboard/        the same scalars as TensorBoard events
     run_dir/metrics/intermediate_map.csv   mAP every eval_every steps (with eval records)
     run_dir/model.keras              the final model
+    run_dir/metrics.json             COCO numbers on the validation data (end of run)
+    run_dir/plots/                   loss curves and a detection gallery (see ssd_keras.run_report)
 
 Steps are optimizer updates (``optimizer.iterations``); the learning rate is a
 function of that step (:class:`WarmupSchedule`), so a resumed run continues
@@ -52,7 +54,6 @@ from ssd_keras.callbacks import (
     NaNGuard, RunClock, StepBackup, StepLimit, TrainingDiverged, TrainLogger, WeightsCheckpoint,
     atomic_save_model)
 from ssd_keras.config import JsonConfig
-from ssd_keras.usage import UsageError
 from ssd_keras.usage import UsageError
 
 __all__ = ["TrainConfig", "WarmupSchedule", "TrainingDiverged", "train", "make_optimizer",
@@ -105,6 +106,9 @@ class TrainConfig(JsonConfig):
         bias_lr_multiplier: every bias trains at this times the rate (Caffe
             SSD: ``lr_mult 2`` on biases, set by :func:`reference_train_config`
             for the VGG presets; 1: off).  SGD only (see :class:`BiasLRSGD`).
+        freeze_backbone_steps: keep the backbone's weights fixed for this many
+            first steps (head-only warm-up of a fine-tuning run, see
+            :class:`~ssd_keras.callbacks.FreezeLayers`); 0: off.
     """
 
     optimizer: str = "sgd"
@@ -136,6 +140,7 @@ class TrainConfig(JsonConfig):
     scale_lr_with_replicas: bool = False
     bias_lr_multiplier: float = 1.0
     val_loss_images: Optional[int] = 500
+    freeze_backbone_steps: int = 0
 
     def __post_init__(self):
         self.lr_boundaries = tuple(int(b) for b in self.lr_boundaries)
@@ -320,6 +325,8 @@ def run_paths(run_dir: str) -> dict:
         "metrics": os.path.join(run_dir, "metrics"),
         "intermediate_map": os.path.join(run_dir, "metrics", "intermediate_map.csv"),
         "model": os.path.join(run_dir, "model.keras"),
+        "metrics_json": os.path.join(run_dir, "metrics.json"),
+        "plots": os.path.join(run_dir, "plots"),
     }
 
 
@@ -416,7 +423,7 @@ def _finite_dataset(dataset):
 def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: TrainConfig = None,
           val_records=None, train_dataset=None, val_dataset=None, strategy=None,
           eval_records=None, callbacks: Sequence = (), verbose: int = 1, coco_gt=None,
-          weights=None):
+          weights=None, report: bool = True):
     """Train (or resume training) a detector; return ``(model, history DataFrame)``.
 
     Args:
@@ -441,6 +448,10 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
         weights: initial weights of a new run, as :func:`~ssd_keras.weights.load_into`
             takes them (``"imagenet"``: the reduced VGG16 base; a ``.weights.h5``,
             ``.keras`` or legacy ``.h5`` file); ignored when resuming from a backup.
+        report: at the end, with ``eval_records`` or ``val_records``, write
+            ``metrics.json`` (COCO), the loss plots and a detection gallery into
+            the run folder and warn if the predictions collapsed
+            (:func:`ssd_keras.run_report.write_run_report`).
 
     Returns:
         ``(model, history)``: the trained :class:`~ssd_keras.models.base.SSDModel`
@@ -509,6 +520,13 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
                  callbacks, verbose)
         if is_chief:
             atomic_save_model(model, paths["model"])
+            report_records = eval_records or val_records
+            if report and report_records:
+                from ssd_keras.callbacks import global_step
+                from ssd_keras.run_report import write_run_report
+                write_run_report(model, out_dir, report_records,
+                                 coco_gt=coco_gt if eval_records else None,
+                                 step=global_step(model), print_fn=print if verbose else None)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     history = (pd.read_csv(paths["train_log"]) if os.path.exists(paths["train_log"])
@@ -546,6 +564,11 @@ def _fit(model, config, tc, paths, strategy, backup, clock, schedule, start, glo
                          print_fn=print if verbose else None)
     # Order matters: the guard raises before anything is saved from a diverged step.
     cbs = [guard, backup, StepLimit(tc.total_steps), logger, checkpoints]
+    if tc.freeze_backbone_steps > 0:
+        from ssd_keras.callbacks import FreezeLayers
+        from ssd_keras.models.mobilenet import backbone_layers
+        cbs.append(FreezeLayers(backbone_layers(model), tc.freeze_backbone_steps,
+                                print_fn=print if verbose else None))
     if eval_records:
         from ssd_keras.evaluation.callback import IntermediateMAP
         cbs.append(IntermediateMAP(eval_records, tc.eval_every, tc.eval_metric,
@@ -606,6 +629,28 @@ def _own_data(args, config, tc):
         print(val.describe().replace("data:", "val-data:", 1), flush=True)
         val_records = filter_bad_records(val.records, skip_bad=tc.skip_bad_records)
     return config, source.records, val_records
+
+
+def _own_data_recipe(args, config, num_images: int, overrides: dict):
+    """The own-data recipe (:func:`ssd_keras.recipes.own_data_recipe`) for ``--data``; plan printed.
+
+    ``--steps`` / ``--batch-size`` resize the recipe (its intervals and batch-norm
+    momentum follow); the other schedule flags override its fields as usual.
+    """
+    from ssd_keras.recipes import DEFAULT_BATCH_SIZE, own_data_recipe
+
+    batch = args.batch_size or DEFAULT_BATCH_SIZE
+    epochs = args.steps * batch / num_images if args.steps else None
+    config, tc, plan = own_data_recipe(num_images, config.class_names, batch_size=batch,
+                                       epochs=epochs)
+    rest = {k: v for k, v in overrides.items() if k not in ("total_steps", "batch_size")}
+    rest.pop("bias_lr_multiplier", None)      # an SGD detail; the recipe uses Adam
+    try:
+        tc = tc.replace(**rest)
+    except ValueError as error:
+        raise SystemExit(f"train: {error}") from None
+    print(plan.describe(), flush=True)
+    return config, tc
 
 
 def _preset_name(name: str) -> str:
@@ -669,7 +714,11 @@ def run_train(args: argparse.Namespace) -> int:
     from ssd_keras import presets
     from ssd_keras.config import DetectorConfig
 
-    config = (DetectorConfig.from_json(args.config) if args.config else presets.get(args.preset))
+    # --data with no --preset/--config/--train-config: the own-data recipe, sized to the data.
+    use_recipe = bool(getattr(args, "data", None)) and not (
+        args.preset or args.config or args.train_config)
+    config = (DetectorConfig.from_json(args.config) if args.config
+              else presets.get(args.preset or "ssd300_voc"))
     tc = (TrainConfig.from_json(args.train_config) if args.train_config
           else reference_train_config(config))
     overrides = {"total_steps": args.steps, "batch_size": args.batch_size,
@@ -704,6 +753,8 @@ def run_train(args: argparse.Namespace) -> int:
         metric = tc.eval_metric
     elif args.data:
         config, train_records, val_records = _own_data(args, config, tc)
+        if use_recipe:
+            config, tc = _own_data_recipe(args, config, len(train_records), overrides)
         metric = "coco"
     elif args.coco_json:
         from ssd_keras.data.coco import coco_label_map, read_coco
@@ -746,8 +797,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         "train", help="train (or resume) an SSD detector into a run folder",
         description="Train an SSD detector. Re-running the same command resumes from the "
                     "run folder's last backup.")
-    p.add_argument("--preset", type=_preset_name, default="ssd300_voc",
-                   help="detector preset (default ssd300_voc)")
+    p.add_argument("--preset", type=_preset_name,
+                   help="detector preset (default: ssd300_voc; with --data and no --config / "
+                        "--train-config, the own-data recipe of ssd_keras.recipes, sized to "
+                        "the data)")
     p.add_argument("--config", type=_existing_file,
                    help="DetectorConfig JSON instead of a preset")
     p.add_argument("--train-config", type=_existing_file,

@@ -52,9 +52,45 @@ def test_loss_figures(tmp_path):
     assert sorted(os.path.basename(p) for p in paths) == ["loss_history.png",
                                                           "loss_history.svg"]
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
-    assert "run1 training" in labels and "run2 validation" in labels
+    assert "run1 training (with weight decay)" in labels
+    assert "run1 training, without weight decay" in labels
+    assert "run2 validation (with weight decay)" in labels
     assert "learning-rate drop" in labels
     assert open(paths[0]).read().lstrip().startswith("<?xml")
+
+
+def test_no_drop_marks_for_smooth_schedules(tmp_path):
+    steps = np.arange(100, 2100, 100)
+    cosine = 1e-3 * 0.5 * (1 + np.cos(np.pi * steps / steps[-1]))
+    warm = np.where(steps < 300, 1e-4 * steps / 100, cosine)         # warm-up then cosine
+    log = pd.DataFrame({"step": steps, "learning_rate": warm})
+    assert reporting.learning_rate_drops(log) == []                    # falls at every row
+    piecewise = pd.DataFrame({"step": steps, "learning_rate": np.where(steps < 800, 1e-3, 1e-4)})
+    assert reporting.learning_rate_drops(piecewise) == [800]
+    assert reporting.learning_rate_drops(piecewise, schedule="cosine") == []
+    # A run folder whose train_config.json says cosine: no marks even on a step-like log.
+    run = write_run(tmp_path, "cos")
+    with open(os.path.join(run, "train_config.json"), "w") as handle:
+        json.dump({"batch_size": 12, "schedule": "cosine"}, handle)
+    fig, _ = reporting.plot_loss_history(run, None)
+    assert "learning-rate drop" not in [line.get_label() for line in fig.axes[0].get_lines()]
+
+
+def test_total_loss_with_and_without_weight_decay(tmp_path):
+    run = write_run(tmp_path, "wd")
+    log = reporting.load_train_log(run)
+    np.testing.assert_allclose(reporting.detection_loss(log),
+                               log["classification_loss"] + log["localization_loss"])
+    fig, _ = reporting.plot_loss_history(run, None)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    np.testing.assert_allclose(lines["wd training (with weight decay)"].get_ydata(),
+                               log["total_loss"])
+    np.testing.assert_allclose(lines["wd training, without weight decay"].get_ydata(),
+                               log["total_loss"] - log["regularization_loss"])
+    paths = reporting.plot_loss_components(run, tmp_path / "figures")
+    assert any(p.endswith("Loss_total_loss.svg") for p in paths)
+    svg = open(next(p for p in paths if p.endswith("Loss_total_loss.svg"))).read()
+    assert "without weight decay" in svg and "with weight decay" in svg
 
 
 def test_ap_table_reference_layout(tmp_path):

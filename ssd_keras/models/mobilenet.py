@@ -49,7 +49,11 @@ rebuilds the same graph from the config.  Backbone layers that no source needs
     ``box_predictor_depth`` [128] (not scaled); ``num_layers_before_predictor`` [4];
     ``class_prediction_bias_init`` [0.0]; ``batch_norm_momentum`` [0.997, TF OD's
     decay, also applied to the backbone's BatchNorm layers as TF OD's
-    ``override_base_feature_extractor_hyperparams``]; ``imagenet_weights``
+    ``override_base_feature_extractor_hyperparams``]; ``freeze_batch_norm`` [False]:
+    the backbone's BatchNorm layers are non-trainable, so they run in inference
+    mode with their loaded (ImageNet) statistics even in ``training=True`` calls,
+    as Keras transfer learning does -- the own-data recipe
+    (:mod:`ssd_keras.recipes`) sets it; ``imagenet_weights``
     [False]: where :func:`~ssd_keras.models.base.build_model` takes the backbone's
     initial weights from -- ``True``: the ImageNet MobileNetV2 1.0 file shipped in
     the package (:mod:`ssd_keras.pretrained`; offline; ``depth_multiplier`` 1.0
@@ -69,6 +73,8 @@ weights move between sizes with ``set_weights``).
 """
 from __future__ import annotations
 
+import re
+
 import keras
 
 from ssd_keras.config import MultiscaleAnchors
@@ -79,6 +85,9 @@ BN_MOMENTUM = 0.997       # TF OD batch_norm decay (Keras momentum == TF decay)
 
 # FPN level -> keras.applications MobileNetV2 layer (TF OD layer_4, 7, 14, 19).
 FPN_ENDPOINTS = {2: "block_2_add", 3: "block_5_add", 4: "block_12_add", 5: "out_relu"}
+# The names keras.applications.MobileNetV2 gives its layers (the backbone part of a model).
+BACKBONE_LAYER_NAME = re.compile(
+    r"^(Conv1|bn_Conv1|Conv1_relu|expanded_conv_\w+|block_\d+_\w+|Conv_1|Conv_1_bn|out_relu)$")
 _KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
@@ -110,9 +119,13 @@ def mobilenet_v2_features(x, config, endpoints):
     net = keras.applications.MobileNetV2(input_tensor=x, include_top=False, weights=None,
                                          alpha=alpha)
     reg = regularizer(config)
+    freeze_bn = bool(config.backbone.get("freeze_batch_norm", False))
     for layer in net.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
+            # A non-trainable BatchNormalization runs in inference mode (Keras
+            # transfer-learning semantics): the ImageNet statistics stay as loaded.
+            layer.trainable = not freeze_bn
         if reg is None:
             continue
         # Regularizers are read from the variables (Layer.losses), so they can be
@@ -125,6 +138,11 @@ def mobilenet_v2_features(x, config, endpoints):
             if variable.name in _KERNEL_NAMES:
                 variable.regularizer = reg
     return [net.get_layer(name).output for name in endpoints]
+
+
+def backbone_layers(model) -> list:
+    """The keras.applications MobileNetV2 layers of a built model (by their Keras names)."""
+    return [layer for layer in model.layers if BACKBONE_LAYER_NAME.match(layer.name)]
 
 
 def _normal(stddev, truncated=False):
