@@ -23,6 +23,15 @@ def raccoon_dir():
     return path
 
 
+@pytest.fixture
+def mobilenet_v2_npy():
+    """``../shared/data/mobilenet_v2_imagenet/npy``: the TF-slim MobileNetV2 1.0 ImageNet arrays."""
+    path = os.path.normpath(os.path.join(SHARED_DATA, "mobilenet_v2_imagenet", "npy"))
+    if not os.path.isfile(os.path.join(path, "Conv_weights.npy")):
+        pytest.skip(f"TF-slim MobileNetV2 arrays not found at {path} (see ../shared/data/README.md)")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _clear_keras_session():
     """Keep Keras name counters and graphs from leaking between tests (only if Keras is in use)."""
@@ -98,3 +107,21 @@ def raccoon_detectors(tmp_path_factory):
     (tests/raccoon_fixtures.py; skips when ../shared/data/raccoon is absent)."""
     from raccoon_fixtures import train_raccoon_detectors
     return train_raccoon_detectors(tmp_path_factory.mktemp("raccoon_detectors"))
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any network access fails the test: Keras' get_file, urllib, any socket connection
+    (also to 127.0.0.1: do not combine with ``http_server``)."""
+    import socket
+    import urllib.request
+
+    import keras
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[1:2] or args[:1]}")
+
+    monkeypatch.setattr(keras.utils, "get_file", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

@@ -2,8 +2,6 @@
 loading by layer name (with its report), and saved models that never download."""
 import hashlib
 import os
-import socket
-import urllib.request
 from pathlib import Path
 
 import keras
@@ -13,57 +11,41 @@ import pytest
 import ssd_keras
 from ssd_keras import presets, pretrained, weights
 
-NPY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mobilenet_v2_imagenet" / "npy"
-needs_npy = pytest.mark.skipif(not NPY_DIR.is_dir(),
-                               reason=f"TF-slim MobileNetV2 arrays not found at {NPY_DIR}")
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any download attempt fails the test: Keras' get_file, urllib, any socket connection."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[1:2] or args[:1]}")
-
-    monkeypatch.setattr(keras.utils, "get_file", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
 @pytest.fixture(scope="module")
 def shipped_arrays():
     return weights.read_layer_h5(pretrained.shipped_path())
 
 
-@needs_npy
-def test_shipped_backbone_equals_the_tf_slim_arrays_layer_by_layer(shipped_arrays):
+def test_shipped_backbone_equals_the_tf_slim_arrays_layer_by_layer(shipped_arrays,
+                                                                   mobilenet_v2_npy):
     """Every layer of the shipped file is exactly the TF-slim arrays (slim -> Keras names)."""
+    npy = Path(mobilenet_v2_npy)
     net = pretrained.mobilenet_v2_backbone()
     with_weights = [layer for layer in net.layers if layer.weights]
     assert list(shipped_arrays) == [layer.name for layer in with_weights]      # 104 layers
     assert len(with_weights) == 104
     assert sum(a.size for arrays in shipped_arrays.values() for a in arrays) == 2_257_984
     for layer in with_weights:
-        expected = pretrained.slim_arrays_for_layer(NPY_DIR, layer)
+        expected = pretrained.slim_arrays_for_layer(npy, layer)
         got = shipped_arrays[layer.name]
         assert len(got) == len(expected) == len(layer.weights), layer.name
         for a, b in zip(got, expected):
             assert a.dtype == np.float32 and a.shape == b.shape, layer.name
             np.testing.assert_array_equal(a, b, err_msg=layer.name)
     # spot checks of the mapping itself, against the file names of the README
-    np.testing.assert_array_equal(shipped_arrays["Conv1"][0], np.load(NPY_DIR / "Conv_weights.npy"))
+    np.testing.assert_array_equal(shipped_arrays["Conv1"][0], np.load(npy / "Conv_weights.npy"))
     np.testing.assert_array_equal(shipped_arrays["block_16_project_BN"][3], np.load(
-        NPY_DIR / "expanded_conv_16_project_BatchNorm_moving_variance.npy"))
+        npy / "expanded_conv_16_project_BatchNorm_moving_variance.npy"))
     np.testing.assert_array_equal(shipped_arrays["expanded_conv_depthwise"][0], np.load(
-        NPY_DIR / "expanded_conv_depthwise_depthwise_weights.npy"))
+        npy / "expanded_conv_depthwise_depthwise_weights.npy"))
 
 
-@needs_npy
-def test_converter_command_rebuilds_the_shipped_file_bit_for_bit(tmp_path, capsys):
+def test_converter_command_rebuilds_the_shipped_file_bit_for_bit(tmp_path, capsys,
+                                                                 mobilenet_v2_npy):
     from ssd_keras.__main__ import main
 
     out = tmp_path / "mobilenet_v2.h5"
-    assert main(["weights", "convert-mobilenet-v2", "--npy", str(NPY_DIR), "--out", str(out)]) == 0
+    assert main(["weights", "convert-mobilenet-v2", "--npy", mobilenet_v2_npy, "--out", str(out)]) == 0
     assert '"parameters": 2257984' in capsys.readouterr().out
     assert out.read_bytes() == Path(pretrained.shipped_path()).read_bytes()
 

@@ -1,8 +1,6 @@
 """The local-file route for the VGG16 presets: a keras.applications VGG16 weights file
 (written here with random weights; the real one is 500 MB and not obtainable offline)
 loads into SSD300's reduced VGG16 base by layer name, through load_into and train --weights."""
-import socket
-import urllib.request
 
 import keras
 import numpy as np
@@ -32,18 +30,6 @@ def vgg16_notop(tmp_path_factory):
     vgg.save_weights(keras3)
     arrays = {layer.name: layer.get_weights() for layer in vgg.layers if layer.weights}
     return {"legacy": str(legacy), "keras3": str(keras3), "arrays": arrays}
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any download attempt fails the test: Keras' get_file, urllib, any socket connection."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[1:2] or args[:1]}")
-
-    monkeypatch.setattr(keras.utils, "get_file", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def _assert_base_loaded(model, arrays, report):
