@@ -174,7 +174,8 @@ def test_pretraining_check_and_pipeline_name_bad_files(raccoon_dir, tmp_path, ca
     for bad in (truncated, not_image):
         record = next(r for r in records if r.image_path == str(bad))
         dataset = make_dataset([record], tiny_config(num_classes=1), 1, training=False)
-        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{bad}: truncated or not an image"):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"\[{bad}\] \[truncated or not an image"):
             next(iter(dataset))
 
 

@@ -46,6 +46,8 @@ from ssd_keras.data.records import Record, normalized_boxes
 from ssd_keras.matching import encode_targets_for_config
 
 AugmentFn = Callable  # (image, boxes, labels, seed) -> (image, boxes, labels)
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"   # the last chunk: length 0, "IEND", its CRC
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -93,32 +95,38 @@ def _assert_complete_image(contents, path):
     changed on disk mid-run, ``train_dataset`` built by hand) -- a truncated
     JPEG (no end-of-image marker ``FFD9`` in its last bytes, the checker's
     rule) or PNG (no ``IEND``), or bytes of no JPEG/PNG/GIF/BMP -- where
-    ``DecodeJpeg`` alone would fail naming no file.  Reads only the first 8
-    and last :data:`~ssd_keras.data.check.JPEG_EOI_WINDOW` bytes.
+    ``DecodeJpeg`` alone would fail naming no file.  The common case (a JPEG
+    ending in ``FFD9``, a PNG ending in its ``IEND`` chunk) costs a few scalar
+    ops; only other files are searched (last
+    :data:`~ssd_keras.data.check.JPEG_EOI_WINDOW` bytes).
     """
     size = tf.strings.length(contents)
-    head = tf.strings.substr(contents, 0, 8)
-    tail = tf.io.decode_raw(
-        tf.strings.substr(contents, tf.maximum(size - JPEG_EOI_WINDOW, 0), JPEG_EOI_WINDOW),
-        tf.uint8)
+    is_jpeg = tf.io.is_jpeg(contents)
+    ends_well = tf.equal(tf.strings.substr(contents, tf.maximum(size - 2, 0), 2), b"\xff\xd9")
+    png_end = tf.equal(tf.strings.substr(contents, tf.maximum(size - 12, 0), 12), _PNG_END)
 
-    def followed_by(*values):   # any position where tail holds the byte sequence `values`
-        n = tf.shape(tail)[0] - len(values) + 1
-        hit = tf.ones(tf.maximum(n, 0), tf.bool)
-        for offset, value in enumerate(values):
-            hit = hit & tf.equal(tail[offset:offset + tf.maximum(n, 0)], value)
-        return tf.reduce_any(hit)
+    def search():
+        head = tf.strings.substr(contents, 0, 8)
+        tail = tf.io.decode_raw(tf.strings.substr(
+            contents, tf.maximum(size - JPEG_EOI_WINDOW, 0), JPEG_EOI_WINDOW), tf.uint8)
 
-    is_png = tf.equal(head, b"\x89PNG\r\n\x1a\n")
-    is_other = tf.equal(tf.strings.substr(head, 0, 3), b"GIF") | tf.equal(
-        tf.strings.substr(head, 0, 2), b"BM")
-    complete = ((tf.io.is_jpeg(contents) & followed_by(0xFF, 0xD9))
-                | (is_png & followed_by(73, 69, 78, 68))  # "IEND"
+        def holds(*values):   # does `tail` hold the byte sequence `values` anywhere?
+            n = tf.maximum(tf.shape(tail)[0] - len(values) + 1, 0)
+            hit = tf.ones(n, tf.bool)
+            for offset, value in enumerate(values):
+                hit = hit & tf.equal(tail[offset:offset + n], value)
+            return tf.reduce_any(hit)
+
+        is_png = tf.equal(head, _PNG_MAGIC)
+        is_other = tf.equal(tf.strings.substr(head, 0, 3), b"GIF") | tf.equal(
+            tf.strings.substr(head, 0, 2), b"BM")
+        return ((is_jpeg & holds(0xFF, 0xD9)) | (is_png & holds(73, 69, 78, 68))  # "IEND"
                 | is_other)
-    message = tf.strings.join([
-        path, ": truncated or not an image (a complete JPEG, PNG, GIF or BMP); "
-              "python -m ssd_keras check-data lists such files"])
-    return tf.debugging.Assert(complete, [message])
+
+    complete = tf.cond((is_jpeg & ends_well) | png_end, lambda: tf.constant(True), search)
+    return tf.debugging.Assert(complete, [path, "truncated or not an image (a complete JPEG, "
+                                                "PNG, GIF or BMP); python -m ssd_keras "
+                                                "check-data lists such files"])
 
 
 def _decode(contents, path=None):
