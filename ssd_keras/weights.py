@@ -1,15 +1,24 @@
-"""Weights: the reduced-VGG16 ImageNet base, legacy ssd_keras ``.h5`` import, loading dispatch.
+"""Weights: loading by layer name (with a report), ImageNet backbones, the weights manifest.
 
+* :func:`load_into` is the one entry point (``build_model(config, weights=...)``,
+  ``train --weights``): ``"imagenet"`` (for MobileNet presets the backbone shipped
+  in :mod:`ssd_keras.pretrained`, offline), a backbone-only or whole-model file.
+  Backbone files are matched by layer name by :func:`load_layer_weights`, which
+  returns (and prints) what was loaded, skipped, mismatched and left initial.
 * :func:`reduce_vgg16_weights` turns ``keras.applications.VGG16(include_top=True)``
   weights into the SSD base exactly as the Caffe ``VGG_ILSVRC_16_layers_fc_reduced``
   model did: ``fc6`` (``7*7*512 -> 4096``) becomes 1024 filters of ``3x3x512``
   by keeping every 4th filter and every 3rd spatial tap (the 3x3 kernel is then
   applied with dilation 6 after the stride-1 ``pool5``); ``fc7`` (``4096 x
   4096``) becomes ``1024 x 1024`` by keeping every 4th input and output.
-* :func:`load_legacy_h5` reads Keras-2 files of the original ssd_keras port
-  (layer groups ``conv1_1 .. conv9_2``, ``conv4_3_norm``, ``*_mbox_conf``,
-  ``*_mbox_loc``; whole-model files with a ``model_weights`` group too), so the
-  published SSD300/SSD512 VOC weights load into :class:`~ssd_keras.SSDModel`.
+* :func:`load_legacy_h5` reads Keras-2 layout files by layer name: keras.applications'
+  weight files (``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, ...; VGG16
+  names are mapped onto the SSD base), the shipped backbone, and the original
+  ssd_keras port's files (layer groups ``conv1_1 .. conv9_2``, ``conv4_3_norm``,
+  ``*_mbox_conf``, ``*_mbox_loc``; whole-model files with a ``model_weights``
+  group too), so the published SSD300/SSD512 VOC weights load into
+  :class:`~ssd_keras.SSDModel`.  :func:`load_weights_h5` reads Keras 3
+  ``.weights.h5`` files: the model's own, or a keras.applications backbone's.
 * :func:`fetch` downloads a checkpoint listed in ``ssd_keras/pretrained/manifest.json`` into a
   cache with its SHA-256 checked (and loads it into its preset);
   :func:`register_weights` and ``python -m ssd_keras weights register`` add a
@@ -51,13 +60,10 @@ def reduce_vgg16_weights(vgg16) -> dict:
 
 def set_vgg16_base(model, reduced: dict) -> None:
     """Copy :func:`reduce_vgg16_weights` output into an SSD VGG16 model (by layer name)."""
-    for name, weights in reduced.items():
-        layer = model.get_layer(name)
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        got = [tuple(w.shape) for w in weights]
-        if expected != got:
-            raise ValueError(f"layer {name}: weight shapes {got} do not fit the model's {expected}")
-        layer.set_weights(weights)
+    report = load_layer_weights(model, reduced, "reduced VGG16 base", verbose=False)
+    if report["skipped"]:
+        raise ValueError(f"reduced VGG16 base: {model.name} has no layer "
+                         f"{', '.join(report['skipped'])}")
 
 
 def vgg16_arrays_to_ssd(layer_arrays: dict) -> dict:
@@ -86,7 +92,7 @@ def vgg16_arrays_to_ssd(layer_arrays: dict) -> dict:
     return out
 
 
-def load_vgg16_imagenet(model) -> dict:
+def load_vgg16_imagenet(model, verbose=True) -> dict:
     """Initialise the base of an SSD VGG16 model from ImageNet VGG16 (keras.applications).
 
     Keras downloads the 528 MB file once into ``~/.keras/models`` (then it is
@@ -103,7 +109,8 @@ def load_vgg16_imagenet(model) -> dict:
                       f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
                       f"download {VGG16_IMAGENET_URL} elsewhere and pass the file: "
                       f"--weights PATH (or load_into(model, PATH))") from None
-    return load_layer_weights(model, reduce_vgg16_weights(vgg), "keras.applications VGG16 ImageNet")
+    return load_layer_weights(model, reduce_vgg16_weights(vgg), "keras.applications VGG16 ImageNet",
+                              verbose=verbose)
 
 
 def _legacy_groups(h5):
@@ -375,7 +382,7 @@ def load_into(model, weights, skip_mismatch=False, verbose=True) -> dict | None:
     if isinstance(weights, str) and weights == "imagenet":
         config = model.detector_config
         if config.architecture == "ssd_vgg16":
-            return load_vgg16_imagenet(model)
+            return load_vgg16_imagenet(model, verbose=verbose)
         if config.architecture in MOBILENET_V2_ARCHITECTURES:
             return load_legacy_h5(model, imagenet_backbone_file(config),
                                   skip_mismatch=skip_mismatch, verbose=verbose)
