@@ -95,8 +95,10 @@ def draw_detections(record, det: dict, class_names: Sequence[str], out_path: str
     h, w = pixels.shape[:2]
     normalised = dict(det, boxes=np.asarray(det["boxes"], np.float32).reshape(-1, 4)
                       / np.array([w, h, w, h], np.float32))
+    # about the source resolution (reporting saves at 120 dpi), at most 12 inches
+    inches = min(max(h, w) / 120.0, 12.0)
     _, paths = plot_detections(pixels[None], [normalised], class_names=class_names,
-                               min_score=min_score, out_path=out_path, cols=1)
+                               min_score=min_score, out_path=out_path, cols=1, scale=inches)
     return paths[0]
 
 
@@ -136,7 +138,7 @@ def run_predict(args: argparse.Namespace) -> int:
     document = predict_folder(model, args.images, args.out, score_threshold=args.score_threshold,
                               batch_size=args.batch_size)
     found = sum(len(image["detections"]) for image in document["images"])
-    print(f"predict: {len(document['images'])} images, {found} detections >= "
+    print(f"predict: {len(document['images'])} images, {found} detections above "
           f"{args.score_threshold} -> {args.out}/ (drawings, detections.json)")
     return 0
 

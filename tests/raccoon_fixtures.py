@@ -70,7 +70,7 @@ def train_raccoon_detectors(folder) -> dict:
         model = build_model(config)
         model.compile(keras.optimizers.Adam(lr))
         data = make_dataset(records, config, NUM_IMAGES, training=True, seed=0, augment=False)
-        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         path = os.path.join(str(folder), f"{config.name}.keras")
         model.save(path)
         out[loss] = (model, path)

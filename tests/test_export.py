@@ -150,3 +150,29 @@ def test_export_command(raccoon_detectors, photos, tmp_path, capsys):
         main(["export", "--model", path, "--format", "coreml", "--out", str(tmp_path / "x")])
     assert exit_info.value.code == 2
     assert "invalid choice: 'coreml'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_digits_family_converts(photos, tmp_path):
+    """TFLite (builtin ops) and ONNX of a real architecture give the Keras model's scores.
+
+    The digits convnet (narrowed, random weights) converts in seconds.  The
+    MobileNet v2 / FPNLite families take minutes to convert on 2 cores (their
+    op count, not their width), and VGG16 is 100 MB: ``benchmarks/export_formats.py
+    --preset NAME`` exports them and prints each format's agreement with Keras.
+    """
+    import ssd_keras
+    from ssd_keras import presets
+
+    digits = presets.get("digits_convnet")
+    config = digits.replace(image_size=(128, 128), backbone={
+        **digits.backbone, "widths": [8, 8, 16, 16], "fpn_depth": 16, "head_depth": 16})
+    model = ssd_keras.build_model(config)
+    small = tf.cast(tf.round(resize(photos[0][0].astype(np.float32), config.image_size)),
+                    tf.uint8).numpy()[None]
+    ref = np.sort(keras_detections(model, small[0])["scores"])[::-1][:20]
+    assert len(ref) == 20
+    for fmt, name in (("tflite", "m.tflite"), ("onnx", "m.onnx")):
+        out = runner(fmt, export.export(model, fmt, str(tmp_path / name)))(small)
+        got = np.sort(out["detection_scores"][0, :int(out["num_detections"][0])])[::-1][:20]
+        np.testing.assert_allclose(got, ref, atol=1e-5, err_msg=fmt)
