@@ -66,8 +66,10 @@ def test_predict_and_evaluate_records_coco(tmp_path):
     result = evaluate_records(model, records, "coco", coco_gt=json_path, detections=detections)
     assert set(result) >= {"map", "per_class", "AP", "AR100", "summary"}
     assert result["map"] == result["AP"]
-    with pytest.raises(ValueError, match="coco_gt"):
-        evaluate_records(model, records, "coco", detections=detections)
+    # Without coco_gt the records are the ground truth (coco_ground_truth), e.g. a VOC folder.
+    from_records = evaluate_records(model, records, "coco", detections=detections)
+    assert set(from_records["per_class"]) == {"class_1", "class_2", "class_3", "class_4"}
+    assert 0.0 <= from_records["AP50"] <= 1.0
 
 
 @pytest.mark.slow

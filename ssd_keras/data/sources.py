@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ssd_keras.data.voc import ProblemCallback, raise_problem
+from ssd_keras.data.voc import ProblemCallback, raise_problem, report_or_raise
 from ssd_keras.usage import UsageError, choices
 
 FORMATS = ("a folder of Pascal VOC XML files", "a .txt list of XML files",
@@ -205,9 +205,7 @@ def _load_coco(path, json_file, images, class_names, on_problem) -> DataSource:
     try:
         data = load_coco_json(json_file)
     except (ValueError, FileNotFoundError) as error:
-        if on_problem is None:
-            raise
-        on_problem(json_file, str(error).removeprefix(f"{json_file}: "))
+        report_or_raise(error, json_file, on_problem)
         return DataSource(path, "coco_json", "COCO JSON (unreadable)", [], (),
                           coco_json=json_file, image_dir=images)
     records = read_coco(data, images, on_problem=on_problem)

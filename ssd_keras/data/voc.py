@@ -151,6 +151,13 @@ def read_image_ids(root: str, image_set: str) -> list:
         return [line.split()[0] for line in handle if line.strip()]
 
 
+def report_or_raise(error: Exception, file: str, on_problem: ProblemCallback | None) -> None:
+    """Hand a reader's ``"<file>: <message>"`` error to ``on_problem`` (prefix removed), or raise it."""
+    if on_problem is None:
+        raise error
+    on_problem(file, str(error).removeprefix(f"{file}: "))
+
+
 def raise_problem(file: str, message: str) -> None:
     """The default :data:`ProblemCallback`: ``ValueError("<file>: <message>")``."""
     raise ValueError(f"{file}: {message}")
@@ -238,9 +245,7 @@ def read_voc(root: str, image_set: str, class_names: Sequence[str] = VOC_CLASSES
         try:
             annotation = parse_voc_xml(xml_path)
         except (ValueError, FileNotFoundError) as error:
-            if on_problem is None:
-                raise
-            on_problem(xml_path, str(error).removeprefix(f"{xml_path}: "))
+            report_or_raise(error, xml_path, on_problem)
             continue
         records.append(annotation_record(
             annotation, xml_path, os.path.join(root, "JPEGImages", f"{image_id}.jpg"),

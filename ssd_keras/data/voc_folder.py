@@ -38,7 +38,7 @@ import os
 from typing import NamedTuple, Sequence
 
 from ssd_keras.data.voc import (ProblemCallback, annotation_record, parse_voc_xml,
-                                raise_problem)
+                                raise_problem, report_or_raise)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG", ".BMP")
 _SIBLING_IMAGE_FOLDERS = ("images", "JPEGImages", "Images", "imgs")
@@ -149,9 +149,7 @@ def read_voc_folder(source, images: str | None = None,
         try:
             parsed.append((xml_path, parse_voc_xml(xml_path, require_size=False)))
         except (ValueError, FileNotFoundError) as error:
-            if on_problem is None:
-                raise
-            on_problem(xml_path, str(error).removeprefix(f"{xml_path}: "))
+            report_or_raise(error, xml_path, on_problem)
     if class_names is None:
         class_names = sorted({name for _, annotation in parsed for name in annotation.names})
     class_names = tuple(class_names)
