@@ -109,6 +109,8 @@ class TrainConfig(JsonConfig):
         freeze_backbone_steps: keep the backbone's weights fixed for this many
             first steps (head-only warm-up of a fine-tuning run, see
             :class:`~ssd_keras.callbacks.FreezeLayers`); 0: off.
+        unfreeze_lr_factor: the rate is multiplied by this from
+            ``freeze_backbone_steps`` on (the fine-tuning phase; 1: unchanged).
     """
 
     optimizer: str = "sgd"
@@ -141,6 +143,7 @@ class TrainConfig(JsonConfig):
     bias_lr_multiplier: float = 1.0
     val_loss_images: Optional[int] = 500
     freeze_backbone_steps: int = 0
+    unfreeze_lr_factor: float = 1.0
 
     def __post_init__(self):
         self.lr_boundaries = tuple(int(b) for b in self.lr_boundaries)
@@ -187,12 +190,15 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     * ``"piecewise"``: ``lr * decay_factor ** (number of boundaries <= step)``
       (so update 80001, at step 80000, is the first at the lower rate);
     * ``"cosine"``: ``lr * (m + (1 - m) * (1 + cos(pi * t)) / 2)`` with
-      ``t = (step - warmup) / (total - warmup)`` clipped to ``[0, 1]``.
+      ``t = (step - warmup) / (total - warmup)`` clipped to ``[0, 1]``;
+    * then, from ``fine_tune_step`` on (any schedule): times ``fine_tune_factor``
+      -- the lower rate of the fine-tuning phase after a frozen-backbone start
+      (``TrainConfig.freeze_backbone_steps`` / ``unfreeze_lr_factor``).
     """
 
     def __init__(self, learning_rate, warmup_steps=0, warmup_start_factor=0.1,
                  schedule="piecewise", boundaries=(), decay_factor=0.1, total_steps=1,
-                 cosine_min_factor=0.0):
+                 cosine_min_factor=0.0, fine_tune_step=0, fine_tune_factor=1.0):
         self.learning_rate = float(learning_rate)
         self.warmup_steps = int(warmup_steps)
         self.warmup_start_factor = float(warmup_start_factor)
@@ -201,13 +207,15 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_factor = float(decay_factor)
         self.total_steps = int(total_steps)
         self.cosine_min_factor = float(cosine_min_factor)
+        self.fine_tune_step = int(fine_tune_step)
+        self.fine_tune_factor = float(fine_tune_factor)
 
     @classmethod
     def from_train_config(cls, tc: TrainConfig, replicas: int = 1) -> "WarmupSchedule":
         scale = replicas if tc.scale_lr_with_replicas else 1
         return cls(tc.learning_rate * scale, tc.warmup_steps, tc.warmup_start_factor,
                    tc.schedule, tc.lr_boundaries, tc.lr_decay_factor, tc.total_steps,
-                   tc.cosine_min_factor)
+                   tc.cosine_min_factor, tc.freeze_backbone_steps, tc.unfreeze_lr_factor)
 
     def __call__(self, step):
         ops = keras.ops
@@ -225,6 +233,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
             f = self.warmup_start_factor
             ramp = f + (1.0 - f) * step / self.warmup_steps
             lr = ops.where(step < self.warmup_steps, lr * ramp, lr)
+        if self.fine_tune_factor != 1.0 and self.fine_tune_step > 0:
+            lr = ops.where(step >= self.fine_tune_step, lr * self.fine_tune_factor, lr)
         return lr
 
     def value(self, step: int) -> float:
@@ -235,7 +245,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
                 "warmup_start_factor": self.warmup_start_factor, "schedule": self.schedule,
                 "boundaries": list(self.boundaries), "decay_factor": self.decay_factor,
-                "total_steps": self.total_steps, "cosine_min_factor": self.cosine_min_factor}
+                "total_steps": self.total_steps, "cosine_min_factor": self.cosine_min_factor,
+                "fine_tune_step": self.fine_tune_step, "fine_tune_factor": self.fine_tune_factor}
 
 
 def is_bias(variable) -> bool:

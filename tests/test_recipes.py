@@ -129,3 +129,19 @@ def test_freeze_layers_trains_the_head_first(tmp_path):
     assert not np.array_equal(kernels[1][1], kernels[2][1])          # the head learns
     assert not np.array_equal(kernels[4][0], kernels[5][0])          # unfrozen from step 3
     assert model.get_layer("tiny_conv0").trainable                   # left trainable at the end
+
+
+def test_fine_tune_phase_lowers_the_rate():
+    import keras
+
+    from ssd_keras.training import TrainConfig, WarmupSchedule
+
+    tc = TrainConfig(optimizer="adam", schedule="cosine", learning_rate=1e-3, warmup_steps=0,
+                     total_steps=300, freeze_backbone_steps=100, unfreeze_lr_factor=0.1)
+    s = WarmupSchedule.from_train_config(tc)
+    plain = WarmupSchedule.from_train_config(tc.replace(unfreeze_lr_factor=1.0))
+    assert s.value(99) == pytest.approx(plain.value(99))
+    assert s.value(100) == pytest.approx(0.1 * plain.value(100))
+    assert s.value(250) == pytest.approx(0.1 * plain.value(250))
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(s))
+    assert again.value(150) == pytest.approx(s.value(150))
