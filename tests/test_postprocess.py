@@ -63,3 +63,23 @@ def test_detections_to_numpy_pixels():
     voc = detections_to_numpy(decoded, [(200, 100)], "voc")[0]
     np.testing.assert_allclose(voc["boxes"], [[1, 1, 50, 100]])
     assert coco["labels"].tolist() == [3]
+
+
+def test_dynamic_batch_matches_static_batch():
+    """A batch of unknown size (tf.map_fn over images) decodes as the unrolled static batch."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    n, k = 200, 3
+    anchors = np.concatenate([rng.uniform(0.2, 0.8, (n, 2)), rng.uniform(0.05, 0.3, (n, 2))], 1).astype(np.float32)
+    reg = rng.normal(scale=0.5, size=(3, n, 4)).astype(np.float32)
+    logits = rng.normal(scale=2.0, size=(3, n, k)).astype(np.float32)
+    kwargs = dict(activation="sigmoid", score_threshold=0.05, max_detections=30,
+                  max_detections_per_class=20)
+    static = decode_detections(logits, reg, anchors, **kwargs)
+    dynamic = tf.function(lambda c, r: decode_detections(c, r, anchors, **kwargs),
+                          input_signature=[tf.TensorSpec([None, n, k]), tf.TensorSpec([None, n, 4])])
+    out = dynamic(logits, reg)
+    for key in ("boxes", "scores", "classes", "num_detections"):
+        np.testing.assert_array_equal(out[key].numpy(), static[key].numpy(), err_msg=key)
+    assert out["num_detections"].numpy().min() > 0
