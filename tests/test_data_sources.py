@@ -275,3 +275,33 @@ def test_train_data_with_tiny_config(raccoon_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"train: --class-names: 'dog' not in --data {train} (it has boxes of 1 of "
                    "the names)"]
+
+
+def test_coco_metrics_from_voc_records_are_exact(raccoon_dir):
+    """The records as detections score AP 1: the VOC 1-based boxes and the detections go to
+    COCO pixels the same way (coco_ground_truth / to_coco_pixels); a 1-pixel shift does not."""
+    from ssd_keras.evaluation.runner import evaluate_records
+
+    records, names = read_voc_folder(_first_xml(raccoon_dir, 20))
+    perfect = [{"boxes": r.boxes, "scores": np.ones(r.num_objects), "labels": r.labels}
+               for r in records]
+    result = evaluate_records(None, records, "coco", class_names=names, detections=perfect,
+                              print_summary=False)
+    assert result["AP"] == pytest.approx(1.0) and result["per_class"] == {"raccoon": 1.0}
+    shifted = [{**d, "boxes": d["boxes"] + [0, 0, 12, 12]} for d in perfect]
+    assert evaluate_records(None, records, "coco", class_names=names, detections=shifted,
+                            print_summary=False)["AP"] < 1.0
+
+
+def test_evaluate_data_coco_json_maps_names(tmp_path):
+    """A COCO JSON --data is scored against its own file, the model's names mapped by name."""
+    from ssd_keras.data.coco import coco_label_map
+    from ssd_keras.evaluation.cli import evaluate_data, load_detector
+    from tests.voc_fixtures import make_coco_dataset
+
+    json_path, image_dir = make_coco_dataset(tmp_path / "coco", num_images=3, size=(80, 60))
+    names = coco_label_map(json_path).class_names
+    model = load_detector(_save_tiny_model(tmp_path / "m.keras", ["zebra", *reversed(names)]))
+    result = evaluate_data(model, load_data(json_path), print_summary=False)
+    assert set(result["per_category"]) == set(names)          # zebra: no category, not scored
+    assert 0.0 <= result["AP50"] <= 1.0

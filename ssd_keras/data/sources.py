@@ -11,7 +11,8 @@ One resolver for every command (``train``, ``check-data``, ``evaluate``).
 * a VOCdevkit year folder (``VOC2007/`` with ``Annotations/``,
   ``JPEGImages/``, ``ImageSets/Main/``), with an ``image_set``;
 * a COCO JSON file, images in ``images`` (default: the JSON's folder, as
-  Roboflow exports them); a folder holding exactly one COCO JSON also works.
+  Roboflow exports them, or an ``images/`` folder beside it or beside its
+  folder); a folder holding exactly one COCO JSON also works.
 
 Class names are discovered (sorted; COCO: category-id order) unless
 ``class_names`` fixes them; :func:`config_for_classes` puts them into a
@@ -197,10 +198,27 @@ def load_data(path, images: Optional[str] = None, class_names: Optional[Sequence
                       image_dir=images)
 
 
+def _coco_image_dir(json_file: str, data: dict) -> str:
+    """Where a COCO file's images are when ``--images`` is not given.
+
+    The JSON's folder (Roboflow), ``images/`` beside it, or ``../images``
+    (``annotations/instances.json`` + ``images/``): the first holding the
+    first image's ``file_name``; the JSON's folder when none does.
+    """
+    here = os.path.dirname(os.path.abspath(json_file))
+    candidates = [here, os.path.join(here, "images"),
+                  os.path.join(os.path.dirname(here), "images")]
+    first = next(iter(data.get("images") or []), {}).get("file_name")
+    if first:
+        for folder in candidates:
+            if os.path.isfile(os.path.join(folder, first)):
+                return folder
+    return here
+
+
 def _load_coco(path, json_file, images, class_names, on_problem) -> DataSource:
     from ssd_keras.data.coco import coco_label_map, load_coco_json, read_coco
 
-    images = images or os.path.dirname(os.path.abspath(json_file))
     report = on_problem or raise_problem
     try:
         data = load_coco_json(json_file)
@@ -208,6 +226,7 @@ def _load_coco(path, json_file, images, class_names, on_problem) -> DataSource:
         report_or_raise(error, json_file, on_problem)
         return DataSource(path, "coco_json", "COCO JSON (unreadable)", [], (),
                           coco_json=json_file, image_dir=images)
+    images = images or _coco_image_dir(json_file, data)
     records = read_coco(data, images, on_problem=on_problem)
     for record in records:
         record.extra["annotation_file"] = json_file
