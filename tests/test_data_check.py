@@ -154,12 +154,13 @@ def _record(tmp_path, name, boxes, convention="voc"):
 
 def test_record_box_rules(tmp_path):
     voc_ok = _record(tmp_path, "a", [[1, 1, 100, 80]])
-    voc_zero = _record(tmp_path, "b", [[0, 1, 50, 50]])              # VOC is 1-based
+    voc_zero = _record(tmp_path, "z", [[0, 0, 50, 50]])   # 1-based, but 0-based exporters
+    voc_neg = _record(tmp_path, "b", [[-1, 1, 50, 50]])
     coco_ok = _record(tmp_path, "c", [[0, 0, 100, 80]], convention="coco")
     coco_neg = _record(tmp_path, "d", [[-3, 0, 50, 50]], convention="coco")
     nan = _record(tmp_path, "e", [[np.nan, 1, 5, 5]])
     flat = _record(tmp_path, "f", [[5, 5, 50, 5]])
-    problems = check_records([voc_ok, voc_zero, coco_ok, coco_neg, nan, flat],
+    problems = check_records([voc_ok, voc_zero, voc_neg, coco_ok, coco_neg, nan, flat],
                              check_images=False)
     by_file = {os.path.basename(p.file): p.message for p in problems}
     assert sorted(by_file) == ["b", "d", "e", "f"]

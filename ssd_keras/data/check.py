@@ -7,7 +7,8 @@ Problems found (each one :class:`Problem`, printed as ``<file>: <message>``):
   decodes the top part of a truncated JPEG, so decoding alone misses these;
 * malformed or incomplete XML / JSON, unknown class name or category id;
 * inverted or empty box (``xmax <= xmin`` or ``ymax <= ymin``), box outside
-  the image (VOC: below 1 or beyond width/height; COCO: below 0 or beyond
+  the image (VOC: below 0 -- 1-based, but some exporters write the edge as
+  0 -- or beyond width/height; COCO: below 0 or beyond
   width/height), non-finite coordinates;
 * image size in the annotation different from the decoded image's size.
 
@@ -140,7 +141,9 @@ def check_annotations(record) -> list:
     if record.width <= 0 or record.height <= 0:
         problems.append(Problem(file, f"{prefix}size {record.width}x{record.height} "
                                       "is not positive"))
-    low = 1.0 if record.convention == "voc" else 0.0
+    # VOC is 1-based, but exporters that write 0-based pixels put an object at the image
+    # edge at 0: accepted (one pixel off at most), as the input pipeline accepts it.
+    low = 0.0
     slack = 0.0 if record.convention == "voc" else COCO_EDGE_TOLERANCE
     for index, (box, label) in enumerate(zip(record.boxes, record.labels)):
         what = f"{prefix}object {index} (label {label}) box {np.round(box, 2).tolist()}"
