@@ -115,8 +115,9 @@ def test_hue_matches_opencv_8bit_hue_arithmetic():
         hsv = cv2.cvtColor(pixels, cv2.COLOR_RGB2HSV)
         hsv[..., 0] = np.clip(hsv[..., 0].astype(np.float32) + delta, 0, 255).astype(np.uint8)
         expected = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32)
-        ours = augment._adjust_hue_caffe(tf.constant(pixels / 255.0, tf.float32), 2.0 * delta)
-        diff = np.abs(np.asarray(ours) * 255.0 - expected)
+        ours = augment._adjust_saturation_hue_caffe(tf.constant(pixels, tf.float32), 1.0,
+                                                     2.0 * delta)
+        diff = np.abs(np.asarray(ours) - expected)
         # what remains is OpenCV's 8-bit rounding of hue (2-degree steps) and saturation
         assert diff.max() <= 6.0 and diff.mean() < 1.0, (delta, diff.max(), diff.mean())
 

@@ -33,11 +33,12 @@ canvas: the crop window is sampled in canvas coordinates, only the part of the
 original image inside it is sliced and resized straight to its place in the
 output, and the rest of the output is filled with the mean colour.  Photometric
 distortion is pixel-wise, so it commutes with expand/crop/flip; it is applied
-to that resized image part (at most ``size`` pixels, never the mean fill) rather
-than to the full-size original.  The only difference from running the five
-ops one after another (``ssd_augment(..., fused=False)``) is sub-pixel: the
-image part is placed at whole output pixels (boxes follow that placement
-exactly) and the colour distortion sees resampled rather than source pixels.
+to that image part only (never the mean fill), before the resize (Caffe's
+order) when the part has fewer pixels than its place in the output, after it
+otherwise.  The only differences from running the five ops one after another
+(``ssd_augment(..., fused=False)``) are sub-pixel: the image part is placed at
+whole output pixels (boxes follow that placement exactly) and, in the second
+case, the colour distortion sees resampled rather than source pixels.
 
 Remaining differences from Caffe SSD (weiliu89/caffe ``ssd``, ``ssd_pascal.py``)
 ------------------------------------------------------------------------------
@@ -47,9 +48,11 @@ sampler (``sampler.cpp``), the centre emit rule, mirror and the random-method
 warp to the model size.  What still differs, each with its expected effect:
 
 - **Order / where resampling happens** (fused path, the default): Caffe distorts
-  the full-size source, expands, crops, then resizes the crop; here the visible
-  part of the source is resized first and distorted at model size.  Colour ops
-  are pixel-wise, so only resampling-vs-distortion order differs (sub-level).
+  the full-size source, expands, crops, then resizes the crop.  Here, when the
+  visible source part has more pixels than its place in the output (whole or
+  expanded images, large patches), it is resized first and distorted at model
+  size.  Colour ops are pixel-wise, so only resampling-vs-distortion order
+  differs (sub-level); the unfused path keeps Caffe's order.
 - **8-bit arithmetic**: Caffe rounds to uint8 after every colour step and runs
   saturation and hue through OpenCV's 8-bit HSV (2-degree hue steps); here all
   steps are float32, clipped to ``[0, 255]`` like Caffe's saturating casts.
@@ -191,28 +194,28 @@ def _parse_min_ious(min_ious):
 # ----------------------------------------------------------------------------- 1. colour
 
 
-def _adjust_hue_caffe(image, delta):
-    """Caffe's ``AdjustHue`` on RGB ``(H, W, 3)`` in ``[0, 1]``: hue + ``delta`` degrees.
+def _adjust_saturation_hue_caffe(image, saturation, delta):
+    """Caffe's ``AdjustSaturation`` then ``AdjustHue`` on float RGB ``(H, W, 3)``.
 
-    Caffe adds the delta to OpenCV's 8-bit hue channel (0-180) with a saturating
-    ``convertTo``: a hue pushed above the top wraps round (OpenCV's HSV->BGR takes
-    it modulo 360 degrees), but one pushed below 0 stops at 0 (pure red).  TF's
-    ``adjust_hue`` wraps both ways, so the pixels whose hue ``h`` (degrees) has
-    ``h + delta < 0`` are set to hue 0 with their value and saturation kept:
-    RGB ``(max, min, min)``.  Hues in ``[359, 360)`` count as 0 there, since
-    OpenCV rounds them to 8-bit hue 180 = 0 (its other 2-degree rounding is not
-    reproduced).
+    Any value scale (``[0, 1]`` or ``[0, 255]``): H and S are scale-invariant
+    and V is carried through linearly.
+
+    One HSV round trip: ``S * saturation`` clipped to 1 (Caffe's saturating
+    ``convertTo`` on the 8-bit S channel), then hue + ``delta`` degrees.  Caffe
+    adds the hue delta to OpenCV's 8-bit hue channel (0-180), also saturating:
+    a hue pushed past the top wraps round (OpenCV's HSV->BGR takes it modulo 360
+    degrees) but one pushed below 0 stops at 0 (red), where TF's ``adjust_hue``
+    would wrap.  Hues in ``[359, 360)`` count as 0 for that, since OpenCV rounds
+    them to 8-bit hue 180 = 0; its other 2-degree rounding is not reproduced.
+    (Caffe converts back to 8-bit RGB between the two steps; in float that round
+    trip is the identity, so one conversion does both.)
     """
-    shifted = tf.image.adjust_hue(image, delta / 360.0)
-    top = tf.reduce_max(image, axis=-1)
-    bottom = tf.reduce_min(image, axis=-1)
-    red, green, blue = tf.unstack(image, 3, axis=-1)
-    # red = max: hue = 60 (g - b) / (max - min) degrees, or 360 minus that when b > g.
-    chroma = top - bottom
-    above = (green >= blue) & ((green - blue) * 60.0 < -delta * chroma)
-    wraps_to_zero = (blue > green) & ((blue - green) * 60.0 <= chroma)
-    below_zero = (delta < 0) & (red >= top) & (chroma > 0) & (above | wraps_to_zero)
-    return tf.where(below_zero[..., None], tf.stack([top, bottom, bottom], axis=-1), shifted)
+    hue, sat, value = tf.unstack(tf.image.rgb_to_hsv(image), 3, axis=-1)
+    sat = tf.minimum(sat * saturation, 1.0)
+    shifted = hue + delta / 360.0  # TF's hue is a fraction of the circle
+    stops_at_zero = (delta < 0) & ((shifted < 0) | (hue >= 359.0 / 360.0))
+    hue = tf.where(stops_at_zero, 0.0, shifted - tf.floor(shifted))
+    return tf.image.hsv_to_rgb(tf.stack([hue, sat, value], axis=-1))
 
 
 def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5, 1.5),
@@ -230,7 +233,7 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
       ``hue_delta: 18`` is in OpenCV's 8-bit hue units (0-180, ``caffe.proto``
       "within [0, 180]"), i.e. 36 degrees, the default here.  As in Caffe a hue
       pushed below 0 stops at 0 (red) while one pushed past 360 wraps round
-      (see :func:`_adjust_hue_caffe`);
+      (see :func:`_adjust_saturation_hue_caffe`);
     - optional random channel permutation (Caffe's ``random_order_prob``; off by default).
 
     Contrast runs before or after the two HSV steps, chosen with p = 0.5.
@@ -240,23 +243,30 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
     image = tf.convert_to_tensor(image, tf.float32)
     u = tf.random.stateless_uniform([11], seed)
     apply = u[:4] < probability  # brightness, contrast, saturation, hue
-    delta = tf.where(apply[0], (2.0 * u[5] - 1.0) * brightness_delta, 0.0)
-    alpha = tf.where(apply[1], contrast_range[0] + u[6] * (contrast_range[1] - contrast_range[0]),
-                     1.0)
-    saturation = saturation_range[0] + u[7] * (saturation_range[1] - saturation_range[0])
+    delta = (2.0 * u[5] - 1.0) * brightness_delta
+    alpha = contrast_range[0] + u[6] * (contrast_range[1] - contrast_range[0])
+    saturation = tf.where(
+        apply[2], saturation_range[0] + u[7] * (saturation_range[1] - saturation_range[0]), 1.0)
     hue = (2.0 * u[8] - 1.0) * hue_delta  # degrees
     contrast_first = u[9] < 0.5
 
-    image = tf.clip_by_value(image + delta, 0.0, 255.0)
-    image = tf.clip_by_value(image * tf.where(contrast_first, alpha, 1.0), 0.0, 255.0)
-    # The HSV kernels are the expensive part: run each only when it is drawn.
-    # They are scale-invariant in S and H, but documented for [0, 1], so scale.
-    image = tf.cond(apply[2],
-                    lambda: tf.image.adjust_saturation(image / 255.0, saturation) * 255.0,
+    # Each step runs only when drawn (tf.cond): this is the costliest part of
+    # the chain, and a skipped step is exactly the identity on [0, 255] values.
+    def contrast(before):
+        return tf.cond(apply[1] & tf.equal(contrast_first, before),
+                       lambda: tf.clip_by_value(image * alpha, 0.0, 255.0), lambda: image)
+
+    image = tf.cond(apply[0], lambda: tf.clip_by_value(image + delta, 0.0, 255.0),
                     lambda: image)
-    image = tf.cond(apply[3], lambda: _adjust_hue_caffe(image / 255.0, hue) * 255.0,
-                    lambda: image)
-    image = tf.clip_by_value(image * tf.where(contrast_first, 1.0, alpha), 0.0, 255.0)
+    image = contrast(before=True)
+    # One HSV round trip for saturation and hue (adjacent in both of Caffe's
+    # orders).  The HSV ops are scale-invariant in H and S and linear in V, so
+    # they run on 0-255 values directly (equal to scaling to [0, 1] to 1e-4).
+    image = tf.cond(
+        apply[3], lambda: _adjust_saturation_hue_caffe(image, saturation, hue),
+        lambda: tf.cond(apply[2], lambda: tf.image.adjust_saturation(image, saturation),
+                        lambda: image))
+    image = contrast(before=False)
     if channel_swap_probability > 0:
         perm_index = tf.minimum(tf.cast(u[10] * 6.0, tf.int32), 5)
         perm = tf.gather(tf.constant(_CHANNEL_PERMUTATIONS, tf.int32), perm_index)
@@ -593,10 +603,21 @@ def ssd_augment(image, boxes, labels, seed, size, mean=DEFAULT_MEAN, *, photomet
     ix1 = tf.maximum(sx1 - left, ix0 + 1)
     part = image[iy0:iy1, ix0:ix1]
     method = tf.random.stateless_uniform([], resize_seed, 0, len(resize_methods), dtype=tf.int32)
-    part = _resize_with(part, tf.stack([place_h, place_w]), method, resize_methods)
-    part = tf.clip_by_value(part, 0.0, 255.0)
+
+    def resize_part(pixels):
+        pixels = _resize_with(pixels, tf.stack([place_h, place_w]), method, resize_methods)
+        return tf.clip_by_value(pixels, 0.0, 255.0)
+
     if photometric:
-        part = photometric_distort(part, colour_seed)
+        # Distortion is pixel-wise: on the source part it is exactly Caffe's order
+        # (distort, then crop and resize).  Run it at whichever resolution has
+        # fewer pixels, the source part or its place in the output.
+        source_pixels = (iy1 - iy0) * (ix1 - ix0)
+        part = tf.cond(source_pixels <= place_h * place_w,
+                       lambda: resize_part(photometric_distort(part, colour_seed)),
+                       lambda: photometric_distort(resize_part(part), colour_seed))
+    else:
+        part = resize_part(part)
     # Most draws (no expand, or a patch inside the image) fill the output: skip the padding.
     fills_output = visible & (place_h == out_h) & (place_w == out_w)
     out = tf.cond(
