@@ -57,7 +57,8 @@ from ssd_keras.config import JsonConfig
 from ssd_keras.usage import UsageError
 
 __all__ = ["TrainConfig", "WarmupSchedule", "TrainingDiverged", "train", "make_optimizer",
-           "BiasLRSGD", "is_bias", "reference_train_config",
+           "BiasLRSGD", "is_bias", "reference_train_config", "multi_worker_strategy",
+           "WorkerLost", "unreachable_peers",
            "make_loss_evaluator", "run_paths", "register", "main"]
 
 
@@ -341,6 +342,78 @@ def run_paths(run_dir: str) -> dict:
     }
 
 
+class WorkerLost(RuntimeError):
+    """A multi-worker run lost a peer; ``lost`` names the unreachable workers (``"worker 1 (host:port)"``)."""
+
+    def __init__(self, message, lost=()):
+        super().__init__(message)
+        self.lost = tuple(lost)
+
+
+def _cluster_peers():
+    """``[(task name, "host:port")]`` of the other tasks in ``TF_CONFIG`` (empty: one process)."""
+    try:
+        spec = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    except ValueError:
+        return []
+    me = spec.get("task", {})
+    peers = []
+    for kind, addresses in spec.get("cluster", {}).items():
+        for index, address in enumerate(addresses):
+            if (kind, index) != (me.get("type"), int(me.get("index", 0))):
+                peers.append((f"{kind} {index}", address))
+    return peers
+
+
+def unreachable_peers(timeout: float = 2.0) -> list:
+    """The ``TF_CONFIG`` peers whose gRPC port refuses a TCP connection: ``["worker 1 (h:p)"]``."""
+    import socket
+    lost = []
+    for name, address in _cluster_peers():
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                pass
+        except OSError:
+            lost.append(f"{name} ({address})")
+    return lost
+
+
+def multi_worker_strategy(timeout_seconds: float = 600.0):
+    """``MultiWorkerMirroredStrategy`` from ``TF_CONFIG`` that fails instead of hanging.
+
+    * Every collective (gradient all-reduce, the loss normaliser, metric
+      reductions) gives up after ``timeout_seconds`` without an answer from
+      every worker (``CommunicationOptions(timeout_seconds=...)``), so a lost
+      worker ends the others' step with an error rather than a wait forever;
+      :func:`train` then names the worker that no longer answers
+      (:class:`WorkerLost`).  It must exceed the longest legitimate gap
+      between two collectives (an intermediate-mAP evaluation runs on every
+      worker at the same step, so it does not count).
+    * ``reduce`` accepts nested structures and scalars with ``axis=0``:
+      Keras 3's ``fit`` asks the strategy for both (keras-team/keras#20585,
+      ``ValueError: Attempt to convert a value (PerReplica ...)``), which
+      ``MirroredStrategy`` handles and ``MultiWorkerMirroredStrategy`` does
+      not; this is an override of the public ``Strategy.reduce``, leaf by leaf.
+    """
+    import tensorflow as tf
+
+    class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            parent = super().reduce
+
+            def one(leaf):
+                first = (leaf.values[0] if isinstance(leaf, tf.distribute.DistributedValues)
+                         else leaf)
+                rank = getattr(getattr(first, "shape", None), "rank", None)
+                return parent(reduce_op, leaf, None if rank == 0 else axis)
+            return tf.nest.map_structure(one, value)
+
+    options = tf.distribute.experimental.CommunicationOptions(
+        timeout_seconds=float(timeout_seconds))
+    return _MultiWorkerMirroredStrategy(communication_options=options)
+
+
 def _worker_task():
     """``(is_chief, task name)`` from ``TF_CONFIG`` (single process: chief)."""
     try:
@@ -526,9 +599,23 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
         if start >= tc.total_steps:
             _log(verbose, f"{run_dir}: already trained for {start} >= {tc.total_steps} steps")
         else:
-            _fit(model, config, tc, paths, strategy, backup, clock, schedule, start, global_batch,
-                 train_records, train_dataset, val_records, val_dataset, eval_records, coco_gt,
-                 callbacks, verbose)
+            try:
+                _fit(model, config, tc, paths, strategy, backup, clock, schedule, start,
+                     global_batch, train_records, train_dataset, val_records, val_dataset,
+                     eval_records, coco_gt, callbacks, verbose)
+            except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                    tf.errors.CancelledError, tf.errors.AbortedError) as error:
+                if not _cluster_peers():
+                    raise
+                lost = unreachable_peers()
+                who = (", ".join(lost) + " is lost (its port refuses connections)" if lost
+                       else "no worker answered in time (all still reachable)")
+                raise WorkerLost(
+                    f"multi-worker training of {run_dir} stopped at step "
+                    f"{int(keras.ops.convert_to_numpy(model.optimizer.iterations))}: {who}; "
+                    f"start every worker again with the same arguments to resume from the "
+                    f"last backup ({type(error).__name__}: {str(error).splitlines()[0][:200]})",
+                    lost) from error
         if is_chief:
             atomic_save_model(model, paths["model"])
             report_records = eval_records or val_records
@@ -685,7 +772,7 @@ def _strategy(name):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker_strategy()
     return None
 
 
@@ -797,6 +884,9 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"train: {error}", file=sys.stderr)
         return 3
+    except WorkerLost as error:
+        print(f"train: {error}", file=sys.stderr, flush=True)
+        return 4
     if len(history):
         print(history.tail(1).to_string(index=False), flush=True)
     return 0

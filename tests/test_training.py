@@ -293,7 +293,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     config = t.tiny_config(num_classes=3)
-    tc = TrainConfig(total_steps=3, batch_size=2, steps_per_epoch=3, log_every=1,
+    tc = TrainConfig(total_steps=3, batch_size=4, steps_per_epoch=3, log_every=1,
                      warmup_steps=0, learning_rate=1e-3, checkpoint_every=100)
     model, history = train(config, run_dir={run!r}, train_config=tc, strategy=strategy,
                            train_dataset=t.synthetic_dataset(config, batch_size=4),
@@ -318,7 +318,7 @@ def test_mirrored_strategy_two_cpus(tmp_path):
     history = read_log(run)
     assert history["step"].tolist() == [1, 2, 3]
     assert np.all(np.isfinite(history[["total_loss", "val_total_loss"]].to_numpy()))
-    assert history["learning_rate"].tolist() == pytest.approx([2e-3] * 3)   # 1e-3 x 2 replicas
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3] * 3)   # global batch: unscaled
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -334,8 +334,9 @@ def test_cli_train_on_voc_tree(tmp_path, capsys):
     config_path = tmp_path / "tiny.json"
     tiny_config().to_json(config_path)
     run = str(tmp_path / "run")
+    # No --val: VOC2007 test is there, so it is the default (loss curve and mAP, as notebook 01).
     code = main(["--config", str(config_path), "--voc-root", str(root),
-                 "--image-sets", "2007/trainval", "--val", "2007/test", "--run-dir", run,
+                 "--image-sets", "2007/trainval", "--run-dir", run,
                  "--steps", "4", "--batch-size", "2", "--steps-per-epoch", "2",
                  "--eval-every", "2", "--checkpoint-every", "2", "--verbose", "0"])
     assert code == 0
@@ -370,3 +371,77 @@ def test_xla_and_mixed_precision_switches(tmp_path, switch):
     else:
         assert model.jit_compile
     assert keras.mixed_precision.global_policy().name == "float32"   # restored afterwards
+
+
+def test_cli_defaults_reproduce_notebook_01(tmp_path, capsys, monkeypatch):
+    """VGG presets start from the ImageNet base (random weights warn); --val defaults to
+    2007/test when the devkit has it; the validation loss uses a fixed subset, mAP all images."""
+    from ssd_keras import presets
+    from ssd_keras.training import (TrainConfig, default_voc_val, default_weights, evenly_spaced,
+                                    reference_train_config, train)
+    from tests.voc_fixtures import make_voc_tree
+
+    vgg = presets.get("ssd300_voc")
+    assert default_weights(vgg, None) == "imagenet"
+    assert default_weights(vgg, "imagenet") == "imagenet"
+    assert default_weights(vgg, "model.weights.h5") == "model.weights.h5"
+    assert capsys.readouterr().err == ""
+    assert default_weights(vgg, "none") is None
+    assert "random VGG16 base" in capsys.readouterr().err
+    assert default_weights(tiny_config(), None) is None          # no ImageNet base to load
+    assert default_weights(tiny_config(), "none") is None
+    assert capsys.readouterr().err == ""
+    assert reference_train_config(vgg).bias_lr_multiplier == 2.0
+
+    root = tmp_path / "VOCdevkit"
+    make_voc_tree(root, num_images=2, size=(64, 48), quirks=False)
+    assert default_voc_val(str(root), None) is None              # no VOC2007 test yet
+    make_voc_tree(root, num_images=5, size=(64, 48), quirks=False, image_set="test",
+                  start_index=10, seed=3)
+    assert default_voc_val(str(root), None) == "2007/test"
+    assert default_voc_val(str(root), "none") is None
+    assert default_voc_val(str(root), "2012/val") == "2012/val"
+
+    records = list(range(4952))
+    subset = evenly_spaced(records, 500)
+    assert len(subset) == len(set(subset)) == 500 and subset[0] == 0 and subset[-1] == 4951
+    assert evenly_spaced(records, 500) == subset                 # fixed
+    assert evenly_spaced(records[:3], 500) == [0, 1, 2] and evenly_spaced(records, None) == records
+    assert TrainConfig().val_loss_images == 500
+
+    # train(): the loss curve on val_loss_images of val_records, the mAP on all eval_records.
+    from ssd_keras.data import pipeline
+    from ssd_keras.data.voc import read_voc
+    seen = []
+    real = pipeline.make_dataset
+
+    def recording(records, *args, **kwargs):
+        seen.append((len(records), kwargs.get("training")))
+        return real(records, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "make_dataset", recording)
+    test = read_voc(str(root / "VOC2007"), "test")
+    tc = TrainConfig(total_steps=2, batch_size=2, steps_per_epoch=2, log_every=2, warmup_steps=0,
+                     eval_every=2, checkpoint_every=100, val_loss_images=3)
+    run = str(tmp_path / "run")
+    train(tiny_config(), read_voc(str(root / "VOC2007"), "trainval"), run_dir=run,
+          train_config=tc, val_records=test, eval_records=test, verbose=0, report=False)
+    assert (3, False) in seen and (2, True) in seen
+    import pandas as pd
+    maps = pd.read_csv(os.path.join(run, "metrics", "intermediate_map.csv"))
+    assert maps["step"].tolist() == [2]
+
+
+def test_cli_global_batch_and_lr_flags():
+    import argparse
+
+    from ssd_keras.training import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--run-dir", "r", "--scale-lr-with-replicas",
+                              "--val-loss-images", "100", "--bias-lr-multiplier", "1"])
+    assert args.scale_lr_with_replicas and args.val_loss_images == 100
+    assert args.bias_lr_multiplier == 1.0 and args.weights is None and args.val is None
+    help_text = parser._subparsers._group_actions[0].choices["train"].format_help()
+    assert "global batch" in help_text and "--no-lr-scaling" not in help_text
