@@ -107,6 +107,9 @@ class TrainConfig(JsonConfig):
         bias_lr_multiplier: every bias trains at this times the rate (Caffe
             SSD: ``lr_mult 2`` on biases, set by :func:`reference_train_config`
             for the VGG presets; 1: off).  SGD only (see :class:`BiasLRSGD`).
+        frozen_layers: layer names kept at their initial weights for the whole
+            run (Caffe SSD: ``conv1_1 .. conv2_2`` of the ImageNet VGG16, set by
+            :func:`reference_train_config`).
         freeze_backbone_steps: keep the backbone's weights fixed for this many
             first steps (head-only warm-up of a fine-tuning run, see
             :class:`~ssd_keras.callbacks.FreezeLayers`); 0: off.
@@ -143,11 +146,13 @@ class TrainConfig(JsonConfig):
     scale_lr_with_replicas: bool = False
     bias_lr_multiplier: float = 1.0
     val_loss_images: Optional[int] = 500
+    frozen_layers: Tuple[str, ...] = ()
     freeze_backbone_steps: int = 0
     unfreeze_lr_factor: float = 1.0
 
     def __post_init__(self):
         self.lr_boundaries = tuple(int(b) for b in self.lr_boundaries)
+        self.frozen_layers = tuple(str(n) for n in self.frozen_layers)
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.schedule not in ("piecewise", "cosine", "constant"):
@@ -311,15 +316,19 @@ def reference_train_config(config) -> TrainConfig:
     """The reference training recipe of a detector config or preset name.
 
     ``TrainConfig()`` is Caffe SSD's VOC schedule; for the VGG presets (the
-    Caffe models: ``architecture == "ssd_vgg16"``) it adds Caffe's 2x bias
-    learning rate (``bias_lr_multiplier=2``).  Other architectures (MobileNet,
-    digits) were not trained that way: plain ``TrainConfig()``.
+    Caffe models: ``architecture == "ssd_vgg16"``) it adds the two solver
+    details of ``ssd_pascal.py`` / ``model_libs.py``: the 2x bias learning
+    rate (``bias_lr_multiplier=2``) and the frozen first four convolutions
+    (``freeze_layers = ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2']``).
+    Other architectures (MobileNet, digits) were not trained that way: plain
+    ``TrainConfig()``.
     """
     if isinstance(config, str):
         from ssd_keras import presets
         config = presets.get(config)
     if config.architecture == "ssd_vgg16":
-        return TrainConfig(bias_lr_multiplier=2.0)
+        return TrainConfig(bias_lr_multiplier=2.0,
+                           frozen_layers=("conv1_1", "conv1_2", "conv2_1", "conv2_2"))
     return TrainConfig()
 
 
@@ -584,6 +593,12 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
     try:
         with strategy.scope():
             model = build_model(config)
+            for name in tc.frozen_layers:
+                try:
+                    model.get_layer(name).trainable = False
+                except ValueError:
+                    raise ValueError(f"TrainConfig.frozen_layers: {config.name} has no layer "
+                                     f"{name!r}") from None
             model.compile(optimizer=make_optimizer(tc, schedule), jit_compile=tc.jit_compile)
             model.optimizer.build(model.trainable_variables)
 

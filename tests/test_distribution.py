@@ -117,7 +117,8 @@ def test_bias_lr_multiplier_config_and_save_resume(tmp_path):
 
     assert TrainConfig().bias_lr_multiplier == 1.0
     assert reference_train_config("ssd300_voc").bias_lr_multiplier == 2.0
-    assert reference_train_config("ssd512_voc") == TrainConfig(bias_lr_multiplier=2.0)
+    assert reference_train_config("ssd512_voc") == TrainConfig(
+        bias_lr_multiplier=2.0, frozen_layers=("conv1_1", "conv1_2", "conv2_1", "conv2_2"))
     assert reference_train_config("ssd_mobilenet_v2_320") == TrainConfig()
     with pytest.raises(ValueError, match="needs optimizer='sgd'"):
         TrainConfig(optimizer="adam", bias_lr_multiplier=2.0)
@@ -278,3 +279,28 @@ def test_batch_must_split_over_replicas(tmp_path):
         train(config, run_dir=str(tmp_path / "run"), strategy=TwoReplicas(),
               train_config=TrainConfig(batch_size=33), train_dataset=object(), verbose=0)
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_frozen_layers_keep_their_weights(tmp_path):
+    """Caffe SSD freezes conv1_1 .. conv2_2 (``lr_mult 0``): they end the run as they began."""
+    from ssd_keras import build_model
+    from ssd_keras.training import TrainConfig, train
+    from tests.test_training import synthetic_dataset
+
+    config = tiny_config(num_classes=3)
+    weights = str(tmp_path / "init.weights.h5")
+    build_model(config).save_weights(weights)
+    start = build_model(config)
+    start.load_weights(weights)
+    tc = TrainConfig(total_steps=3, batch_size=2, steps_per_epoch=3, warmup_steps=0,
+                     learning_rate=1e-2, frozen_layers=("tiny_conv0",))
+    assert TrainConfig.from_json(tc.to_json()) == tc
+    model, _ = train(config, run_dir=str(tmp_path / "run"), train_config=tc, weights=weights,
+                     train_dataset=synthetic_dataset(config), verbose=0)
+    for name in ("tiny_conv0", "tiny_conv1", "f8_mbox_conf"):
+        same = all(np.array_equal(a, b) for a, b in zip(model.get_layer(name).get_weights(),
+                                                        start.get_layer(name).get_weights()))
+        assert same == (name == "tiny_conv0"), name
+    with pytest.raises(ValueError, match="no layer 'conv1_1'"):
+        train(config, run_dir=str(tmp_path / "run2"), train_config=tc.replace(
+            frozen_layers=("conv1_1",)), train_dataset=synthetic_dataset(config), verbose=0)
