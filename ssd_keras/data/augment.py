@@ -200,22 +200,31 @@ def _adjust_saturation_hue_caffe(image, saturation, delta):
     Any value scale (``[0, 1]`` or ``[0, 255]``): H and S are scale-invariant
     and V is carried through linearly.
 
-    One HSV round trip: ``S * saturation`` clipped to 1 (Caffe's saturating
-    ``convertTo`` on the 8-bit S channel), then hue + ``delta`` degrees.  Caffe
+    ``S * saturation`` clipped to 1 (Caffe's saturating ``convertTo`` on the
+    8-bit S channel), then hue + ``delta`` degrees.  Caffe
     adds the hue delta to OpenCV's 8-bit hue channel (0-180), also saturating:
     a hue pushed past the top wraps round (OpenCV's HSV->BGR takes it modulo 360
     degrees) but one pushed below 0 stops at 0 (red), where TF's ``adjust_hue``
     would wrap.  Hues in ``[359, 360)`` count as 0 for that, since OpenCV rounds
     them to 8-bit hue 180 = 0; its other 2-degree rounding is not reproduced.
-    (Caffe converts back to 8-bit RGB between the two steps; in float that round
-    trip is the identity, so one conversion does both.)
+    A positive delta therefore runs TF's fused ``adjust_saturation`` and
+    ``adjust_hue``; a negative one a single HSV round trip doing both (Caffe
+    converts back to 8-bit RGB between the two steps; in float that round trip
+    is the identity).
     """
-    hue, sat, value = tf.unstack(tf.image.rgb_to_hsv(image), 3, axis=-1)
-    sat = tf.minimum(sat * saturation, 1.0)
-    shifted = hue + delta / 360.0  # TF's hue is a fraction of the circle
-    stops_at_zero = (delta < 0) & ((shifted < 0) | (hue >= 359.0 / 360.0))
-    hue = tf.where(stops_at_zero, 0.0, shifted - tf.floor(shifted))
-    return tf.image.hsv_to_rgb(tf.stack([hue, sat, value], axis=-1))
+    def wrap_round():  # delta >= 0: exactly TF's fused kernels, the cheaper path
+        saturated = tf.cond(tf.equal(saturation, 1.0), lambda: image,
+                            lambda: tf.image.adjust_saturation(image, saturation))
+        return tf.image.adjust_hue(saturated, delta / 360.0)
+
+    def stop_at_zero():  # delta < 0: one HSV round trip
+        hue, sat, value = tf.unstack(tf.image.rgb_to_hsv(image), 3, axis=-1)
+        sat = tf.minimum(sat * saturation, 1.0)
+        # TF's hue is a fraction of the circle; [359, 360) degrees count as 0.
+        hue = tf.where(hue >= 359.0 / 360.0, 0.0, tf.maximum(hue + delta / 360.0, 0.0))
+        return tf.image.hsv_to_rgb(tf.stack([hue, sat, value], axis=-1))
+
+    return tf.cond(delta >= 0, wrap_round, stop_at_zero)
 
 
 def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5, 1.5),
