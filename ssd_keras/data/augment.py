@@ -245,7 +245,9 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
       (see :func:`_adjust_saturation_hue_caffe`);
     - optional random channel permutation (Caffe's ``random_order_prob``; off by default).
 
-    Contrast runs before or after the two HSV steps, chosen with p = 0.5.
+    Contrast runs before or after the two HSV steps, chosen with p = 0.5 (Caffe's
+    ``ApplyDistort``: brightness, contrast, saturation, hue or brightness,
+    saturation, hue, contrast; ``random_order_prob 0`` in ``ssd_pascal.py``).
     Values are clipped to ``[0, 255]`` after each step, as Caffe's uint8 images
     are.  Returns float32 ``(H, W, 3)``; boxes are unaffected.
     """
@@ -268,9 +270,9 @@ def photometric_distort(image, seed, brightness_delta=32.0, contrast_range=(0.5,
     image = tf.cond(apply[0], lambda: tf.clip_by_value(image + delta, 0.0, 255.0),
                     lambda: image)
     image = contrast(before=True)
-    # One HSV round trip for saturation and hue (adjacent in both of Caffe's
-    # orders).  The HSV ops are scale-invariant in H and S and linear in V, so
-    # they run on 0-255 values directly (equal to scaling to [0, 1] to 1e-4).
+    # Saturation and hue together (adjacent in both of Caffe's orders).  The HSV
+    # ops are scale-invariant in H and S and linear in V, so they run on 0-255
+    # values directly (equal to scaling to [0, 1] to 1e-4).
     image = tf.cond(
         apply[3], lambda: _adjust_saturation_hue_caffe(image, saturation, hue),
         lambda: tf.cond(apply[2], lambda: tf.image.adjust_saturation(image, saturation),
