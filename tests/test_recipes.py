@@ -28,14 +28,17 @@ def test_recipe_scales_with_the_dataset():
         assert str(tc.total_steps) in plan.describe()
     config, tc, plan = small
     assert config.class_names == ("raccoon",) and config.num_classes == 1
-    assert plan.epochs == pytest.approx(80)                      # 12,800 images / 160
-    assert tc.total_steps == 800 and tc.batch_size == 16 and tc.steps_per_epoch == 10
+    assert plan.epochs == pytest.approx(100)                     # 16,000 images / 160
+    assert tc.total_steps == 1000 and tc.batch_size == 16 and tc.steps_per_epoch == 10
+    assert tc.unfreeze_lr_factor == pytest.approx(0.1)
+    assert config.weight_decay == 0.0                            # Adam: no L2 in the loss
     config, tc, plan = large
     assert plan.epochs == pytest.approx(12, rel=0.01)           # the epoch floor
     assert tc.total_steps == 3750
     assert tc.log_every > small[1].log_every and tc.backup_every > small[1].backup_every
     # A tiny set is capped at 100 epochs; explicit epochs win.
     assert own_data_recipe(20)[2].epochs == pytest.approx(100)
+    assert own_data_recipe(400)[2].total_steps == 1000          # 40 epochs
     assert own_data_recipe(160, epochs=10)[1].total_steps == 100
 
 
@@ -145,3 +148,36 @@ def test_fine_tune_phase_lowers_the_rate():
     assert s.value(250) == pytest.approx(0.1 * plain.value(250))
     again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(s))
     assert again.value(150) == pytest.approx(s.value(150))
+
+
+def test_cli_train_data_uses_the_recipe(tmp_path, raccoon_dir, capsys):
+    """``train --data --val-data`` alone: the own-data recipe (plan printed), run artefacts."""
+    import json
+    import os
+
+    from ssd_keras.training import main
+
+    xml = sorted(os.listdir(os.path.join(raccoon_dir, "annotations")))
+    lists = {}
+    for name, part in (("train", xml[:4]), ("test", xml[-2:])):
+        lists[name] = tmp_path / f"{name}.txt"
+        lists[name].write_text("".join(os.path.join(raccoon_dir, "annotations", f) + "\n"
+                                       for f in part))
+    run = tmp_path / "run"
+    code = main(["--data", str(lists["train"]), "--val-data", str(lists["test"]),
+                 "--run-dir", str(run), "--steps", "3", "--batch-size", "2", "--verbose", "0"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "plan: 3 steps x batch 2" in out and "expected training time" in out
+    with open(run / "train_config.json") as handle:
+        tc = json.load(handle)
+    assert (tc["total_steps"], tc["optimizer"], tc["schedule"]) == (3, "adam", "cosine")
+    assert tc["freeze_backbone_steps"] == 1 and tc["unfreeze_lr_factor"] == pytest.approx(0.1)
+    with open(run / "config.json") as handle:
+        config = json.load(handle)
+    assert config["class_names"] == ["raccoon"] and config["architecture"] == "ssd_mobilenet_v2"
+    assert config["backbone"]["freeze_batch_norm"] and config["backbone"]["imagenet_weights"]
+    with open(run / "metrics.json") as handle:
+        metrics = json.load(handle)
+    assert metrics["images"] == 2 and "AP50" in metrics
+    assert (run / "plots" / "detections.png").exists()
