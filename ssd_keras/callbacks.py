@@ -464,6 +464,10 @@ class FreezeLayers(keras.callbacks.Callback):
     weights, so its state covers both phases and a resumed run continues exactly.
     BatchNormalization layers are left as they are (see the backbone's
     ``freeze_batch_norm`` option: they stay in inference mode throughout).
+    Keras counts weight regularizers of trainable weights only, so while frozen
+    the layers' weight decay is not in the training loss (the validation loss
+    function, traced once, keeps the set it first saw; the own-data recipe
+    uses no weight decay, so neither differs there).
 
     Args:
         layers: the layers to freeze (e.g. :func:`ssd_keras.models.mobilenet.backbone_layers`).
