@@ -37,7 +37,10 @@ backbone (``backbone={"imagenet_weights": True}``), with
   backbone within a few dozen steps -- the validation loss (eval mode) rose
   from 3.3 to 18 over 130 steps, the extra layers' inputs became constant
   over images (variance 6e-10) and the best box was the same strip on every
-  image, AP 0.03; at a tenth the validation loss keeps falling;
+  image, AP 0.03 (with weight decay 4e-5; without it the validation loss still
+  doubled within 14 steps of the unfreezing); at a tenth the validation loss
+  keeps falling and AP50 after 200 steps is 0.91 against 0.72 with the
+  backbone frozen throughout;
 * **no weight decay** (``weight_decay=0``): with Adam an L2 term in the loss is
   normalised like any gradient, so on pretrained kernels whose detection
   gradient is small it moves every weight by ~the rate per step towards zero
@@ -48,7 +51,8 @@ backbone (``backbone={"imagenet_weights": True}``), with
 
 Sizing: ``epochs = clip(images_per_run / N, min_epochs, max_epochs)`` passes
 over the ``N`` training images (``images_per_run`` 16,000 images: 1,000 steps
-of 16 for sets of 160 to 1,333 images; 100 epochs below, 12 above), ``total_steps = ceil(epochs * N / batch)``.  Intervals
+of 16 for sets of 160 to 1,333 images; 100 epochs below, 12 above),
+``total_steps = ceil(epochs * N / batch)``.  Intervals
 scale with the run: a log row every ``total/50`` steps, validation loss every
 5 rows, a resume backup every ``total/10``, a weights checkpoint and an
 intermediate mAP every ``total/5``.  The step count depends only on the data
