@@ -125,7 +125,7 @@ class CenterNetConfig:
             set_(self, "head", CenterNetHead.from_dict(self.head))
         for name in ("image_size", "pixel_mean", "class_names"):
             set_(self, name, _tuple(getattr(self, name)))
-        set_(self, "backbone", dict(self.backbone or {}))
+        set_(self, "backbone", {k: _tuple(v) for k, v in (self.backbone or {}).items()})
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"{self.name}: unknown CenterNet architecture {self.architecture!r}; "
                              f"known: {list(ARCHITECTURES)}")
@@ -171,8 +171,8 @@ PRESETS = {
 }
 
 
-def centernet_preset(name: str, **overrides) -> CenterNetConfig:
-    """The preset ``name`` as a :class:`CenterNetConfig` (``overrides`` replace fields)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown CenterNet preset {name!r}; known: {sorted(PRESETS)}")
-    return CenterNetConfig.from_dict({**PRESETS[name], **overrides})
+def centernet_preset(preset: str, **overrides) -> CenterNetConfig:
+    """The preset ``preset`` as a :class:`CenterNetConfig` (``overrides`` replace fields)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown CenterNet preset {preset!r}; known: {sorted(PRESETS)}")
+    return CenterNetConfig.from_dict({**PRESETS[preset], **overrides})
