@@ -70,3 +70,14 @@ def test_decoder_layer_gives_pixels_and_round_trips_its_config():
         .get_config() == layer.get_config()
     with pytest.raises(ValueError, match="unknown override"):
         get_family("centernet").decode(_perfect_outputs(BOXES, LABELS), CONFIG, iou_threshold=0.5)
+
+
+def test_fewer_cells_than_detections_pads():
+    out = {"object_center": np.full((1, 2, 2, 1), 3.0, np.float32),
+           "box_scale": np.ones((1, 2, 2, 2), np.float32),
+           "box_offset": np.full((1, 2, 2, 2), 0.5, np.float32)}
+    det = decode_centernet(out, max_detections=10, peak_pool=1, score_threshold=0.0)
+    assert tuple(det["boxes"].shape) == (1, 10, 4)
+    assert int(det["num_detections"][0]) == 4
+    assert np.all(np.asarray(det["classes"])[0, 4:] == 0)
+    np.testing.assert_allclose(np.asarray(det["boxes"])[0, :4].min(), 0.0)

@@ -21,6 +21,15 @@ def _tuple(value):
     return tuple(_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+def _checked_fields(cls, d: dict) -> dict:
+    """``d`` if every key is a field of dataclass ``cls``; else one line naming the unknown keys."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return d
+
+
 @dataclasses.dataclass(frozen=True)
 class CenterNetHead:
     """CenterNet ("Objects as Points") head, targets, loss and decoding settings.
@@ -73,11 +82,7 @@ class CenterNetHead:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CenterNetHead":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"CenterNetHead: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return cls(**_checked_fields(cls, d))
 
 
 #: the backbone builders of this family (``CenterNetConfig.architecture``).
@@ -144,11 +149,7 @@ class CenterNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CenterNetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"CenterNetConfig: unknown key(s) {unknown}")
-        return cls(**d)
+        return cls(**_checked_fields(cls, d))
 
     def replace(self, **changes) -> "CenterNetConfig":
         return dataclasses.replace(self, **changes)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ssd_keras.families.centernet.losses import gather_at_indices
+
 PEAK_EPSILON = 1e-6
 
 
@@ -40,14 +42,18 @@ def decode_centernet(outputs, max_detections=100, peak_pool=3, score_threshold=0
         pooled = ops.max_pool(heat, pool_size=peak_pool, strides=1, padding="same")
         heat = heat * ops.cast(ops.abs(heat - pooled) < PEAK_EPSILON, "float32")
     flat = ops.reshape(heat, (b, -1))
-    scores, top = ops.top_k(flat, k=max_detections, sorted=True)
+    cells = flat.shape[1]
+    k_top = max_detections if cells is None else min(max_detections, int(cells))
+    scores, top = ops.top_k(flat, k=k_top, sorted=True)
+    if k_top < max_detections:  # fewer cells x classes than detections: padding (score -1 -> dropped)
+        scores = ops.pad(scores, [[0, 0], [0, max_detections - k_top]], constant_values=-1.0)
+        top = ops.pad(top, [[0, 0], [0, max_detections - k_top]])
     cell = top // k
     classes = top % k + 1
     y = ops.cast(cell // w, "float32")
     x = ops.cast(cell % w, "float32")
-    idx = ops.expand_dims(cell, -1)
-    wh = ops.take_along_axis(ops.reshape(size, (b, -1, 2)), ops.repeat(idx, 2, axis=-1), axis=1)
-    d = ops.take_along_axis(ops.reshape(offset, (b, -1, 2)), ops.repeat(idx, 2, axis=-1), axis=1)
+    wh = gather_at_indices(size, cell)
+    d = gather_at_indices(offset, cell)
     cx = x + d[..., 0]
     cy = y + d[..., 1]
     wf, hf = ops.cast(w, "float32"), ops.cast(h, "float32")
