@@ -165,12 +165,10 @@ def _write_bytes(path: str, data: bytes) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """The ``export`` command."""
-    from ssd_keras.evaluation.cli import load_detector
+    from ssd_keras.evaluation.cli import decode_overrides, load_detector
 
     model = load_detector(args.model)
-    overrides = {"score_threshold": args.score_threshold, "iou_threshold": args.iou_threshold,
-                 "max_detections": args.max_detections}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = decode_overrides(args)
     config = model.detector_config
     print(f"export: {args.model} ({config.name}, input {tuple(config.image_size)}, "
           f"{config.num_classes} classes) -> {args.format} {args.out}", flush=True)
@@ -181,6 +179,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``export`` command."""
+    from ssd_keras.evaluation.cli import add_decode_arguments
+
     p = subparsers.add_parser(
         "export", help="export a detector (.keras) to SavedModel / TFLite / ONNX",
         description="Export a saved detector with the TF Object Detection API outputs "
@@ -190,9 +190,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=FORMATS, help="export format")
     p.add_argument("--out", required=True,
                    help="output path (a directory for saved_model, a file otherwise)")
-    p.add_argument("--score-threshold", type=float, help="decoding score threshold (model default)")
-    p.add_argument("--iou-threshold", type=float, help="NMS IoU threshold (model default)")
-    p.add_argument("--max-detections", type=int, help="detections per image K (model default)")
+    add_decode_arguments(p)
     p.set_defaults(func=run_export)
     return p
 

@@ -136,9 +136,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ssd_keras.evaluation.coco import STAT_NAMES
 
     model = load_detector(args.model)
-    overrides = {"score_threshold": args.score_threshold, "iou_threshold": args.iou_threshold,
-                 "max_detections": args.max_detections}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = decode_overrides(args)
     if "max_detections" in overrides:
         overrides["max_detections_per_class"] = overrides["max_detections"]
     if args.data:
@@ -165,6 +163,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def add_decode_arguments(parser) -> None:
+    """``--score-threshold``, ``--iou-threshold``, ``--max-detections`` (default: the model's)."""
+    parser.add_argument("--score-threshold", type=float,
+                        help="decoding score threshold (model default)")
+    parser.add_argument("--iou-threshold", type=float, help="NMS IoU threshold (model default)")
+    parser.add_argument("--max-detections", type=int,
+                        help="detections kept per image (model default)")
+
+
+def decode_overrides(args) -> dict:
+    """The decoding overrides the user gave (flags of :func:`add_decode_arguments`)."""
+    given = {"score_threshold": args.score_threshold, "iou_threshold": args.iou_threshold,
+             "max_detections": args.max_detections}
+    return {k: v for k, v in given.items() if v is not None}
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``evaluate`` command."""
     p = subparsers.add_parser(
@@ -183,9 +197,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--images", help="folder of the annotated images (--coco-json; optional "
                                     "for --data)")
     p.add_argument("--out", help="write the metrics here (JSON)")
-    p.add_argument("--score-threshold", type=float, help="decoding score threshold (model default)")
-    p.add_argument("--iou-threshold", type=float, help="NMS IoU threshold (model default)")
-    p.add_argument("--max-detections", type=int, help="detections kept per image (model default)")
+    add_decode_arguments(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.set_defaults(func=run_evaluate)
     return p
