@@ -153,9 +153,7 @@ def _gallery(model, records, class_names, out_stem):
     from ssd_keras.data.pipeline import make_eval_dataset
     from ssd_keras.visualize import plot_detections
 
-    # keras' gallery fills every cell of its grid: show a multiple of the column count.
-    cols = min(3, len(records))
-    records = records[:len(records) - len(records) % cols]
+    cols = min(3, len(records))   # plot_detections fills a partial last row with blanks
     images = np.concatenate([batch.numpy() for batch, _ in
                              make_eval_dataset(records, model.detector_config, len(records))])
     detections = model.detect(images)

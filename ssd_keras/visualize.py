@@ -78,13 +78,19 @@ def plot_detections(images, detections: Optional[Sequence[dict]] = None,
     cols = cols or min(n, 4)
     rows = -(-n // cols)
     mapping = {i + 1: name for i, name in enumerate(class_names or [])}
+    # keras' gallery draws every grid cell: fill the last row with blank (white) cells
+    blank = rows * cols - n
+    images = np.concatenate([images, np.full((blank,) + images.shape[1:], 255.0, np.float32)])
+    empty = [np.zeros((0, 4), np.float32)] * blank
     y_true = y_pred = None
     if records is not None:
-        y_true = padded_boxes([normalized_boxes(r) for r in records], [r.labels for r in records])
+        y_true = padded_boxes([normalized_boxes(r) for r in records] + empty,
+                              [r.labels for r in records] + [[]] * blank)
     if detections is not None:
         kept = _confident(detections, min_score)
-        y_pred = padded_boxes([d["boxes"] for d in kept], [d["labels"] for d in kept],
-                              [d["scores"] for d in kept])
+        y_pred = padded_boxes([d["boxes"] for d in kept] + empty,
+                              [d["labels"] for d in kept] + [[]] * blank,
+                              [d["scores"] for d in kept] + [[]] * blank)
     kwargs.setdefault("font_scale", max(images.shape[1] / 600.0, 0.35))
     kwargs.setdefault("line_thickness", 1 if images.shape[1] < 400 else 2)
     plt = _pyplot()

@@ -3,7 +3,8 @@
 Each notebook exists, is nbformat 4 with a python3 kernel, has exactly one ``parameters``
 cell near the top that sets ``QUICK`` from ``SSD_KERAS_QUICK``, explains itself in markdown,
 and keeps library logic out of its code cells (short cells, no long functions or classes).
-Outputs are committed cleared, except the cells nbval checks (``# NBVAL_CHECK_OUTPUT``).
+Outputs are committed cleared, or as one top-to-bottom run of real results (a reader on
+GitHub sees them); nbval compares only the cells that say ``# NBVAL_CHECK_OUTPUT``.
 Running them is nbval's job: ``python -m pytest notebooks --nbval-lax``.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ MAX_PARAMETER_LINES = 25         # the parameters cell may list configurations a
 MAX_FUNCTION_LINES = 3           # a lambda-sized helper at most; real code belongs in ssd_keras
 PARAMETERS_WITHIN = 3            # the parameters cell is among the first cells
 MIN_MARKDOWN_CELLS = 5
+MAX_NOTEBOOK_BYTES = 3_000_000  # executed copies keep their figures, within reason
 QUICK_SOURCE = 'QUICK = os.environ.get("SSD_KERAS_QUICK") == "1"'
 
 
@@ -101,15 +103,27 @@ def test_markdown_explains(name):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_committed_without_outputs_except_checked_cells(name):
-    for i, cell in enumerate(_load(name).cells):
-        if cell.cell_type != "code":
-            continue
+def test_committed_cleared_or_as_one_real_run(name):
+    """Cleared (small diffs), or the outputs of one top-to-bottom run, so a reader sees results.
+
+    An executed copy (``papermill`` in full mode) numbers its code cells 1, 2, 3 ... in order;
+    a notebook with a stale cell out of order, or half cleared, fails.  Cells nbval checks
+    (``# NBVAL_CHECK_OUTPUT``) always carry their expected output.
+    """
+    path = os.path.join(NOTEBOOK_DIR, name)
+    assert os.path.getsize(path) <= MAX_NOTEBOOK_BYTES, f"{name}: over {MAX_NOTEBOOK_BYTES} bytes"
+    code = [c for c in _load(name).cells if c.cell_type == "code"]
+    for i, cell in enumerate(code):
         if "NBVAL_CHECK_OUTPUT" in cell.source:
-            assert cell.outputs, f"{name} cell {i}: a checked cell needs its expected output"
-        else:
-            assert not cell.outputs and cell.execution_count is None, \
-                f"{name} cell {i}: clear outputs before committing (small diffs)"
+            assert cell.outputs, f"{name} code cell {i}: a checked cell needs its expected output"
+    counts = [c.execution_count for c in code]
+    if all(c.execution_count is None for c in code if "NBVAL_CHECK_OUTPUT" not in c.source):
+        unchecked = [i for i, c in enumerate(code)
+                     if c.outputs and "NBVAL_CHECK_OUTPUT" not in c.source]
+        assert not unchecked, f"{name}: code cells {unchecked} keep outputs of no recorded run"
+    else:
+        assert counts == list(range(1, len(code) + 1)), \
+            f"{name}: execution counts {counts} are not one run from the top"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

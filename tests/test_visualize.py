@@ -44,3 +44,14 @@ def test_plot_detections_writes_png(tmp_path):
                                  out_path=str(tmp_path / "gallery"))
     assert paths == [str(tmp_path / "gallery.png")] and os.path.getsize(paths[0]) > 0
     assert len(fig.axes) == 2
+
+
+def test_plot_detections_any_image_count_fills_the_grid(tmp_path):
+    """2 images in 3 columns, 5 in 3 (a partial last row): blank cells, no IndexError."""
+    for n, cols in ((2, 3), (5, 3)):
+        images = np.full((n, 48, 48, 3), 90.0, np.float32)
+        detections = (_detections() * 3)[:n]
+        fig, paths = plot_detections(images, detections, min_score=0.2, cols=cols,
+                                     out_path=str(tmp_path / f"g{n}"))
+        assert os.path.getsize(paths[0]) > 0
+        assert len(fig.axes) == -(-n // cols) * cols
