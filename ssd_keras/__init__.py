@@ -17,3 +17,6 @@ from ssd_keras.models.base import SSDModel, build_inference_model, build_model  
 from ssd_keras.postprocess import DecodeDetections  # noqa: F401
 from ssd_keras import reporting  # noqa: F401,E402
 from ssd_keras.training import TrainConfig, TrainingDiverged, train  # noqa: F401,E402
+# Registers the CenterNet family and its serialisable layers (CenterNetModel, CenterNetDecoder), so a
+# saved CenterNet .keras reloads after ``import ssd_keras`` like the SSD models.
+from ssd_keras.families import centernet  # noqa: F401,E402

@@ -96,3 +96,19 @@ def test_config_errors_name_the_value():
         _tiny_config(image_size=(30, 48))
     with pytest.raises(ValueError, match="unknown CenterNet architecture"):
         CenterNetConfig(architecture="vgg")
+
+
+def test_saved_centernet_reloads_after_plain_import_ssd_keras(tmp_path):
+    """A fresh process that only does ``import ssd_keras`` reloads a CenterNet .keras (safe mode)."""
+    import subprocess
+    import sys
+
+    path = os.path.join(tmp_path, "centernet.keras")
+    CenterNetModel(_tiny_config()).save(path)
+    code = ("import keras, ssd_keras; m = keras.saving.load_model(%r); "
+            "print(type(m).__name__, m.detector_config.head.kind)" % path)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["CenterNetModel", "centernet"]
