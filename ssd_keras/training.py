@@ -558,7 +558,7 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
     import tensorflow as tf
 
     from ssd_keras.config import DetectorConfig
-    from ssd_keras.models.base import build_model
+    from ssd_keras.models.base import SSDModel, load_initial_weights
 
     if isinstance(config, str):
         from ssd_keras import presets
@@ -592,7 +592,7 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with strategy.scope():
-            model = build_model(config)
+            model = SSDModel(config)   # starting weights below, only for a new run
             for name in tc.frozen_layers:
                 try:
                     model.get_layer(name).trainable = False
@@ -605,9 +605,8 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
         clock = RunClock()
         backup = StepBackup(paths["backup"], tc.backup_interval, tc.steps_per_epoch, clock)
         start = backup.restore(model)
-        if not start and weights is not None:
-            from ssd_keras.weights import load_into
-            load_into(model, weights)
+        if not start:
+            load_initial_weights(model, weights)
         if start:
             _log(verbose, f"resuming {run_dir} from step {start} "
                           f"(learning rate {schedule.value(start):.3g})")

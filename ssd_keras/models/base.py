@@ -238,15 +238,27 @@ def build_model(config, weights=None) -> SSDModel:
         from ssd_keras import presets
         config = presets.get(config)
     model = SSDModel(config)
-    backbone = config.backbone.get("imagenet_weights", False)
+    load_initial_weights(model, weights)
+    return model
+
+
+def load_initial_weights(model: SSDModel, weights=None) -> None:
+    """A new model's starting weights: the config's backbone file, then ``weights``.
+
+    The backbone named by ``model.detector_config.backbone["imagenet_weights"]``
+    (``True``: the shipped ImageNet file; a path: that file) is loaded first,
+    then ``weights`` (see :func:`build_model`).  Nothing is read when neither
+    is set -- and callers that overwrite every weight anyway (a resumed run, a
+    checkpoint) build with ``SSDModel(config)`` and skip this.
+    """
+    backbone = model.detector_config.backbone.get("imagenet_weights", False)
     if weights is None and not backbone:
-        return model
+        return
     from ssd_keras import weights as weights_module
     if backbone:
         weights_module.load_into(model, "imagenet" if backbone is True else backbone)
     if weights is not None:
         weights_module.load_into(model, weights)
-    return model
 
 
 def build_inference_model(model: SSDModel, **decode_overrides) -> keras.Model:
