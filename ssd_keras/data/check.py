@@ -35,14 +35,17 @@ import argparse
 import concurrent.futures
 import dataclasses
 import os
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from ssd_keras.data.coco import read_coco
 from ssd_keras.data.voc import VOC_CLASSES, one_edit_apart, read_image_ids, read_voc
-from ssd_keras.usage import CommandError, UsageError
+from ssd_keras.usage import CommandError, UsageError, choices
+
+if TYPE_CHECKING:
+    from ssd_keras.data.sources import DataSource
 
 # COCO boxes are floats; x + w often overshoots the width by a rounding error.
 COCO_EDGE_TOLERANCE = 1.0  # pixels
@@ -288,6 +291,42 @@ def _listing(items: list, limit: int = MAX_LISTED_PROBLEMS) -> str:
 
 class BadRecordsError(CommandError, ValueError):
     """Records with problems (missing, truncated or non-image files, bad boxes), listed by file."""
+
+
+def load_training_data(path, images: Optional[str] = None,
+                       class_names: Optional[Sequence[str]] = None,
+                       image_set: Optional[str] = None, *, skip_bad: bool = False,
+                       flag: str = "--data", log=print) -> DataSource:
+    """:func:`~ssd_keras.data.sources.load_data` for training: annotation problems stop the run (or are skipped).
+
+    The first-level check before :func:`filter_bad_records`
+    (which then decodes the images): malformed XML files and, with fixed
+    ``class_names``, objects of other classes.  ``skip_bad`` drops them (the
+    file or object) with one ``skipping <file>: <problem>`` line each.
+
+    Raises:
+        UsageError: a name of ``class_names`` has no box in the data (``flag``
+            names the option in the message), besides :func:`~ssd_keras.data.sources.load_data`'s.
+        BadRecordsError: annotation problems without ``skip_bad``.
+    """
+    from ssd_keras.data.sources import load_data
+
+    problems = []
+    source = load_data(path, images, class_names, image_set,
+                       on_problem=lambda file, message: problems.append(Problem(file, message)))
+    if class_names is not None:
+        present = {int(label) for r in source.records for label in r.labels}
+        absent = [n for i, n in enumerate(source.class_names, 1) if i not in present]
+        if absent:
+            raise UsageError(f"--class-names: {choices(repr(n) for n in absent)} not in "
+                             f"{flag} {path} (it has boxes of {len(present)} of the names)")
+    if problems and not skip_bad:
+        raise BadRecordsError(f"{len(problems)} annotation problems in {flag} {path}:\n"
+                              f"{_listing(problems)}\nFix them (python -m ssd_keras check-data "
+                              f"--data {path} lists all) or skip them (--skip-bad-records).")
+    for problem in problems:
+        log(f"skipping {problem}")
+    return source
 
 
 def filter_bad_records(records: Sequence, skip_bad: bool = False, *,

@@ -294,39 +294,3 @@ def config_for_classes(config, class_names: Sequence[str]):
     if config.num_classes == len(names) and tuple(config.class_names or ()) == names:
         return config
     return config.replace(num_classes=len(names), class_names=names)
-
-
-def load_training_data(path, images: Optional[str] = None,
-                       class_names: Optional[Sequence[str]] = None,
-                       image_set: Optional[str] = None, *, skip_bad: bool = False,
-                       flag: str = "--data", log=print) -> DataSource:
-    """:func:`load_data` for training: annotation problems stop the run (or are skipped).
-
-    The first-level check before :func:`~ssd_keras.data.check.filter_bad_records`
-    (which then decodes the images): malformed XML files and, with fixed
-    ``class_names``, objects of other classes.  ``skip_bad`` drops them (the
-    file or object) with one ``skipping <file>: <problem>`` line each.
-
-    Raises:
-        UsageError: a name of ``class_names`` has no box in the data (``flag``
-            names the option in the message), besides :func:`load_data`'s.
-        BadRecordsError: annotation problems without ``skip_bad``.
-    """
-    from ssd_keras.data.check import BadRecordsError, Problem, _listing
-
-    problems = []
-    source = load_data(path, images, class_names, image_set,
-                       on_problem=lambda file, message: problems.append(Problem(file, message)))
-    if class_names is not None:
-        present = {int(label) for r in source.records for label in r.labels}
-        absent = [n for i, n in enumerate(source.class_names, 1) if i not in present]
-        if absent:
-            raise UsageError(f"--class-names: {choices(repr(n) for n in absent)} not in "
-                             f"{flag} {path} (it has boxes of {len(present)} of the names)")
-    if problems and not skip_bad:
-        raise BadRecordsError(f"{len(problems)} annotation problems in {flag} {path}:\n"
-                              f"{_listing(problems)}\nFix them (python -m ssd_keras check-data "
-                              f"--data {path} lists all) or skip them (--skip-bad-records).")
-    for problem in problems:
-        log(f"skipping {problem}")
-    return source

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ssd_keras.families.base import DetectorFamily, register_family
 from ssd_keras.families.centernet.config import CenterNetHead
 from ssd_keras.families.centernet.decode import CenterNetDecoder, decode_centernet
+from ssd_keras.families.centernet.heads import centernet_heads
 from ssd_keras.families.centernet.losses import centernet_loss, num_objects
 from ssd_keras.families.centernet.targets import centernet_target_encoder
 
@@ -28,11 +29,11 @@ class CenterNetFamily(DetectorFamily):
         return CenterNetHead.from_dict(d)
 
     def build_head(self, features, config):
-        from ssd_keras.families.centernet.model import _regularizer, centernet_heads
+        from ssd_keras.models.base import regularizer
         if len(features) != 1:
             raise ValueError(f"{config.name}: CenterNet predicts from one stride-"
                              f"{config.head.output_stride} map, got {len(features)} maps")
-        return centernet_heads(features[0], config.num_classes, config.head, _regularizer(config))
+        return centernet_heads(features[0], config.num_classes, config.head, regularizer(config))
 
     def target_encoder(self, config, image_size=None):
         return centernet_target_encoder(config, image_size)

@@ -25,7 +25,9 @@ import keras
 from keras import ops
 
 from ssd_keras.families.centernet.config import CenterNetConfig
+from ssd_keras.families.centernet.family import CENTERNET
 from ssd_keras.layers import InputScaling
+from ssd_keras.models.base import regularizer
 from ssd_keras.models.necks import top_down_fpn
 
 #: ``centernet_convnet`` backbone options and defaults.
@@ -42,10 +44,6 @@ def _options(config, defaults):
     return {**defaults, **config.backbone}
 
 
-def _regularizer(config):
-    return keras.regularizers.L2(config.weight_decay / 2.0) if config.weight_decay > 0 else None
-
-
 def resnet101_fpn_features(x, config):
     """``(B, H, W, 3)`` preprocessed -> ``(B, H/4, W/4, 64)`` (TF OD API resnet_v1_101_fpn)."""
     from ssd_keras.models.resnet import resnet_v1_features
@@ -55,7 +53,7 @@ def resnet101_fpn_features(x, config):
     weights = "imagenet" if weights is True else (weights or None)
     c2, c3, c4, c5 = resnet_v1_features(x, depth=101, weights=weights)
     (p2,) = top_down_fpn([c2, c3, c4, c5], channels=(64, 64, 128, 256), outputs=(0,),
-                         kernel_regularizer=_regularizer(config), name="fpn")
+                         kernel_regularizer=regularizer(config), name="fpn")
     return p2
 
 
@@ -72,7 +70,7 @@ def convnet_features(x, config):
     if len(fpn_channels) != len(widths) - 1:
         raise ValueError(f"{config.name}: fpn_channels {fpn_channels} needs one entry per stage "
                          f"from stride 4 up ({len(widths) - 1})")
-    reg = _regularizer(config)
+    reg = regularizer(config)
     stages = []
     for level, (width, count) in enumerate(zip(widths, blocks), start=1):
         for k in range(count):
@@ -84,21 +82,6 @@ def convnet_features(x, config):
 
 
 _FEATURES = {"resnet101_fpn": resnet101_fpn_features, "centernet_convnet": convnet_features}
-
-
-def centernet_heads(feature, num_classes, head, kernel_regularizer=None):
-    """The three CenterNet heads on one ``(B, h, w, c)`` map -> raw outputs dict (float32)."""
-    out = {}
-    for key, channels, bias in (("object_center", num_classes, head.heatmap_prior_bias),
-                                ("box_scale", 2, 0.0), ("box_offset", 2, 0.0)):
-        t = keras.layers.Conv2D(head.head_channels, 3, padding="same",
-                                kernel_regularizer=kernel_regularizer, name=f"{key}_conv")(feature)
-        t = keras.layers.ReLU(name=f"{key}_relu")(t)
-        t = keras.layers.Conv2D(channels, 1, kernel_regularizer=kernel_regularizer,
-                                bias_initializer=keras.initializers.Constant(bias),
-                                name=f"{key}_predictor")(t)
-        out[key] = keras.layers.Activation("linear", dtype="float32", name=key)(t)
-    return out
 
 
 def build_centernet_graph(config):
@@ -113,7 +96,7 @@ def build_centernet_graph(config):
         raise ValueError(f"{config.name}: the {config.architecture} graph gives a "
                          f"{feature.shape[1]}x{feature.shape[2]} map, not {h // s}x{w // s} "
                          f"(output stride {s})")
-    return images, centernet_heads(feature, config.num_classes, config.head, _regularizer(config))
+    return images, CENTERNET.build_head([feature], config)
 
 
 def _replicas_in_sync():
@@ -137,7 +120,6 @@ class CenterNetModel(keras.Model):
         kwargs.setdefault("name", detector_config.name)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.detector_config = detector_config
-        from ssd_keras.families.centernet.family import CENTERNET
         self.family = CENTERNET
         self.loss_trackers = [keras.metrics.Mean(name=f"{n}_loss")
                               for n in (*CENTERNET.loss_names, "regularization")]
