@@ -18,7 +18,7 @@ import sys
 
 # command module -> imported lazily so `--help` stays fast and commands are independent
 COMMAND_MODULES = (
-    "ssd_keras.digits_job",          # digits (main job)
+    "ssd_keras.experiments.digits.job",   # digits (main job)
     "ssd_keras.training",            # train
     "ssd_keras.evaluation.cli",      # evaluate
     "ssd_keras.data.check",          # check-data

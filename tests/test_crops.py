@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from ssd_keras.boxes import center_to_corners, decode_boxes, pairwise_iou
 from ssd_keras.config import MultiscaleAnchors
-from ssd_keras.data import crops
-from ssd_keras.data.crops import CropSpec, ImageBank
+from ssd_keras.experiments.digits import crops
+from ssd_keras.experiments.digits.crops import CropSpec, ImageBank
 from ssd_keras.data.records import Record
 
 S = 64

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import ssd_keras
-from ssd_keras import digits_job, presets
+from ssd_keras import presets
+from ssd_keras.experiments.digits import callbacks as digits_callbacks, job as digits_job
 from ssd_keras.evaluation import cli as evaluate_cli
 from ssd_keras.evaluation.coco import STAT_NAMES
 
@@ -63,7 +64,7 @@ def test_saved_model_loads_after_plain_import(tiny_run):
     out, _, _ = tiny_run
     code = ("import sys, keras, ssd_keras\n"
             "m = keras.saving.load_model(sys.argv[1])\n"
-            "assert 'ssd_keras.digits_job' not in sys.modules\n"
+            "assert not any(m.startswith('ssd_keras.experiments') for m in sys.modules)\n"
             "print(type(m).__name__, m.detector_config.architecture)\n")
     res = subprocess.run([sys.executable, "-c", code, str(out / "model.keras")],
                          capture_output=True, text=True, timeout=300)
@@ -113,7 +114,7 @@ def test_time_budget_stops_training():
         class optimizer:  # noqa: N801
             iterations = 7
 
-    budget = digits_job.TimeBudget(time.monotonic() + 3600)
+    budget = digits_callbacks.TimeBudget(time.monotonic() + 3600)
     budget.set_model(Model())
     budget.on_train_batch_end(0)
     assert not budget.model.stop_training

@@ -9,7 +9,7 @@ and most of each image is background, so this job
 2. trains a small fully convolutional SSD (``digits_convnet`` below: a plain
    conv backbone to stride 16, an FPN on strides 4 and 8, one 3x3 tower per
    level and head, sigmoid focal loss) on 128x128 crops sampled around the
-   digits (:mod:`ssd_keras.data.crops`), with pixel-sized anchors fitted to the
+   digits (:mod:`ssd_keras.experiments.digits.crops`), with pixel-sized anchors fitted to the
    digit boxes (:class:`~ssd_keras.config.MultiscaleAnchors`: levels 2-3,
    anchor scale 2 -> 8/11 px and 16/23 px, aspect ratios w/h 0.3, 0.55, 0.8),
 3. copies the weights into the same config at 512x512 (same pixel anchors on
@@ -42,7 +42,8 @@ import numpy as np
 
 from ssd_keras import presets
 from ssd_keras.config import DetectorConfig
-from ssd_keras.data.crops import CropSpec
+from ssd_keras.experiments.digits.callbacks import ProgressLine, TimeBudget, duration as _duration
+from ssd_keras.experiments.digits.crops import CropSpec
 from ssd_keras.io_utils import write_json
 
 
@@ -57,7 +58,7 @@ class DigitsRecipe:
         preset: detector preset (trained at ``crop.crop_size``, evaluated at
             ``eval_size``: the architecture must be fully convolutional with
             pixel-sized anchors).
-        crop: :class:`~ssd_keras.data.crops.CropSpec` of the training crops.
+        crop: :class:`~ssd_keras.experiments.digits.crops.CropSpec` of the training crops.
         batch_size: crops per step.
         steps: optimizer steps; ``None`` ("auto"): as many as fit in the time
             budget at the speed measured on this machine (a short calibration
@@ -122,58 +123,6 @@ def detector_configs(recipe: DigitsRecipe):
             base.replace(image_size=tuple(int(s) for s in recipe.eval_size)))
 
 
-# ----------------------------------------------------------------------------- callbacks
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stop ``fit`` gracefully at ``deadline`` (``time.monotonic()`` seconds; ``None``: never)."""
-
-    def __init__(self, deadline: Optional[float]):
-        super().__init__()
-        self.deadline = deadline
-        self.stopped_at = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.stopped_at = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-            self.model.stop_training = True
-
-
-class ProgressLine(keras.callbacks.Callback):
-    """A line every ``every`` steps: step, losses, steps/s, elapsed, ETA."""
-
-    def __init__(self, total_steps: int, every: int, deadline: Optional[float] = None,
-                 print_fn=print):
-        super().__init__()
-        self.total_steps = int(total_steps)
-        self.every = int(every)
-        self.deadline = deadline
-        self.print_fn = print_fn
-
-    def on_train_begin(self, logs=None):
-        self._t0 = self._tl = time.monotonic()
-        self._sl = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        self._start = self._sl
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        if step % self.every and step != self.total_steps:
-            return
-        now = time.monotonic()
-        rate = (step - self._sl) / max(now - self._tl, 1e-9)
-        elapsed = now - self._t0
-        overall = (step - self._start) / max(elapsed, 1e-9)
-        eta = (self.total_steps - step) / max(overall, 1e-9)
-        if self.deadline is not None:
-            eta = min(eta, max(self.deadline - now, 0.0))
-        logs = logs or {}
-        losses = " ".join(f"{k.replace('_loss', '')}={float(logs[k]):.4f}"
-                          for k in ("loss", "classification_loss", "localization_loss") if k in logs)
-        self.print_fn(f"step {step}/{self.total_steps}  {losses}  {rate:.2f} steps/s  "
-                      f"elapsed {_duration(elapsed)}  ETA {_duration(eta)}", flush=True)
-        self._tl, self._sl = now, step
-
-
 def measure_steps_per_second(config: DetectorConfig, dataset, recipe: DigitsRecipe,
                              warmup: int = 8, steps: int = 16) -> float:
     """Training steps per second of ``config`` on ``dataset`` here and now (a throwaway model).
@@ -199,11 +148,6 @@ def measure_steps_per_second(config: DetectorConfig, dataset, recipe: DigitsReci
     return steps / max(times[-1] - times[warmup - 1], 1e-9)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 # ----------------------------------------------------------------------------- the job
 
 
@@ -225,7 +169,7 @@ def run_digits(recipe: DigitsRecipe, out_dir: str = "runs/digits", data_dir: Opt
     DetectorConfig), ``recipe.json``, ``run_info.json`` (phase times, steps
     done), ``logs/train_log.csv`` and ``Loss_*.svg`` (also in ``figures_dir``).
     """
-    from ssd_keras.data.crops import crop_dataset, load_image_bank
+    from ssd_keras.experiments.digits.crops import crop_dataset, load_image_bank
     from ssd_keras.data.digits import generate_digits_dataset, read_digits
     from ssd_keras.evaluation.coco import STAT_NAMES, evaluate_coco
     from ssd_keras.evaluation.runner import predict_records
