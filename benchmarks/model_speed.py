@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import ssd_keras  # noqa: E402
-from ssd_keras.matching import encode_targets_for_config  # noqa: E402
+from ssd_keras.families.ssd.matching import encode_targets_for_config  # noqa: E402
 
 
 def make_batch(config, batch, seed=0):

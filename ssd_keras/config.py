@@ -22,184 +22,17 @@ Conventions used everywhere in ssd_keras
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple
 
 import numpy as np
 
+from ssd_keras.config_base import JsonConfig, as_tuple  # noqa: F401  (JsonConfig: re-exported)
+from ssd_keras.families.ssd.anchors import (  # noqa: F401  (the specs: re-exported)
+    ANCHOR_FAMILIES, AnchorSpec, GridAnchors, MultiscaleAnchors, PriorBoxAnchors,
+    anchor_spec_from_dict)
+
 Size = Tuple[int, int]
-
-
-def _as_tuple(value):
-    """Recursively turn lists into tuples (JSON round trips give lists)."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_as_tuple(v) for v in value)
-    return value
-
-
-# --------------------------------------------------------------------------
-# Anchor families
-# --------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class PriorBoxAnchors:
-    """Caffe SSD ``PriorBox`` anchors (Liu et al. 2016).
-
-    For source layer ``k`` with scale ``s_k`` (fraction of the image's smaller
-    side; ``min_size = s_k * S``, ``max_size = s_{k+1} * S``) each cell holds, in
-    this order: the ratio-1 box of side ``s_k``, the ratio-1 box of side
-    ``sqrt(s_k * s_{k+1})``, then for each ratio ``r`` in ``aspect_ratios[k]``
-    the boxes ``r`` and ``1/r`` (``w = s_k*sqrt(r)``, ``h = s_k/sqrt(r)``).
-    Centres are ``(j + offset) * step / W`` and ``(i + offset) * step / H``.
-
-    Attributes:
-        scales: ``L + 1`` scales ``s_1 .. s_{L+1}`` (the last one only serves
-            the second ratio-1 box of the last layer).
-        aspect_ratios: per layer, the ratios besides 1 (each also flipped).
-        steps: per layer, the cell size in pixels (Caffe ``step``).
-        offset: cell-centre offset (0.5).
-        clip: clip anchors to ``[0, 1]`` (Caffe's ``clip: false`` for SSD).
-    """
-
-    scales: Tuple[float, ...]
-    aspect_ratios: Tuple[Tuple[float, ...], ...]
-    steps: Tuple[float, ...]
-    offset: float = 0.5
-    clip: bool = False
-    kind: str = "priorbox"
-
-    def boxes_per_cell(self) -> Tuple[int, ...]:
-        return tuple(2 + 2 * len(r) for r in self.aspect_ratios)
-
-
-@dataclasses.dataclass(frozen=True)
-class GridAnchors:
-    """TF Object Detection API ``ssd_anchor_generator`` (SSD MobileNet v2).
-
-    Scales ``s_i = min_scale + (max_scale - min_scale) * i / (L - 1)`` plus
-    ``s_L = 1.0`` for interpolation.  Layer 0 with ``reduce_boxes_in_lowest_layer``
-    holds ``(0.1, 1), (s_0, 2), (s_0, 1/2)``; every other layer holds
-    ``(s_i, r)`` for each ratio then ``(sqrt(s_i * s_{i+1}), 1)``.
-    ``w = s * sqrt(r)``, ``h = s / sqrt(r)`` (normalised), centres
-    ``(j + 0.5) / f_w``.  Scales are fractions of the image's smaller side.
-    """
-
-    num_layers: int = 6
-    min_scale: float = 0.2
-    max_scale: float = 0.95
-    aspect_ratios: Tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
-    interpolated_scale_aspect_ratio: float = 1.0
-    reduce_boxes_in_lowest_layer: bool = True
-    clip: bool = False
-    kind: str = "grid"
-
-    def layer_boxes(self):
-        """Per layer, a list of ``(scale, ratio)`` pairs (normalised scale)."""
-        n = self.num_layers
-        scales = [self.min_scale + (self.max_scale - self.min_scale) * i / max(n - 1, 1)
-                  for i in range(n)] + [1.0]
-        layers = []
-        for i in range(n):
-            if i == 0 and self.reduce_boxes_in_lowest_layer:
-                layers.append([(0.1, 1.0), (scales[0], 2.0), (scales[0], 0.5)])
-                continue
-            pairs = [(scales[i], r) for r in self.aspect_ratios]
-            if self.interpolated_scale_aspect_ratio > 0:
-                pairs.append((math.sqrt(scales[i] * scales[i + 1]),
-                              self.interpolated_scale_aspect_ratio))
-            layers.append(pairs)
-        return layers
-
-    def boxes_per_cell(self) -> Tuple[int, ...]:
-        return tuple(len(p) for p in self.layer_boxes())
-
-
-@dataclasses.dataclass(frozen=True)
-class MultiscaleAnchors:
-    """RetinaNet / FPNLite ``multiscale_anchor_generator`` anchors, in pixels.
-
-    Level ``l`` (stride ``2**l``) holds, per cell, for each octave scale
-    ``2**(i / scales_per_octave)`` and each ratio ``r``, a box of
-    ``anchor_scale * 2**l * 2**(i/spo)`` pixels with ``w = size*sqrt(r)``,
-    ``h = size/sqrt(r)``; centres at ``(j + 0.5) * 2**l`` pixels.  Sizes are in
-    pixels, so a model trained on crops detects with the same anchors on a
-    larger image.  ``size_multipliers`` (optional, one per level) rescales a
-    level's anchors -- used to fit anchors to small objects.
-    """
-
-    min_level: int = 3
-    max_level: int = 7
-    anchor_scale: float = 4.0
-    scales_per_octave: int = 2
-    aspect_ratios: Tuple[float, ...] = (1.0, 2.0, 0.5)
-    size_multipliers: Optional[Tuple[float, ...]] = None
-    clip: bool = False
-    kind: str = "multiscale"
-
-    @property
-    def num_layers(self) -> int:
-        return self.max_level - self.min_level + 1
-
-    def boxes_per_cell(self) -> Tuple[int, ...]:
-        return (self.scales_per_octave * len(self.aspect_ratios),) * self.num_layers
-
-    def strides(self) -> Tuple[int, ...]:
-        return tuple(2 ** l for l in range(self.min_level, self.max_level + 1))
-
-
-ANCHOR_FAMILIES = {
-    "priorbox": PriorBoxAnchors,
-    "grid": GridAnchors,
-    "multiscale": MultiscaleAnchors,
-}
-AnchorSpec = Union[PriorBoxAnchors, GridAnchors, MultiscaleAnchors]
-
-
-def anchor_spec_from_dict(d: dict) -> AnchorSpec:
-    d = dict(d)
-    kind = d.get("kind", "priorbox")
-    if kind not in ANCHOR_FAMILIES:
-        raise ValueError(f"unknown anchor kind {kind!r}; expected one of {sorted(ANCHOR_FAMILIES)}")
-    cls = ANCHOR_FAMILIES[kind]
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown {kind} anchor fields: {sorted(unknown)}")
-    return cls(**{k: _as_tuple(v) for k, v in d.items()})
-
-
-class JsonConfig:
-    """JSON round trip for config dataclasses: ``replace``, ``to_dict``/``from_dict`` (unknown
-    fields rejected, naming them), ``to_json`` (atomic file write)/``from_json`` (path or text)."""
-
-    def replace(self, **changes):
-        """A copy with fields changed (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists, plain JSON
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-        return cls(**dict(d))
-
-    def to_json(self, path=None, indent=2) -> str:
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            from ssd_keras.io_utils import atomic_write_text
-            atomic_write_text(path, text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, path_or_text):
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            with open(path_or_text) as f:
-                text = f.read()
-        return cls.from_dict(json.loads(text))
 
 
 # --------------------------------------------------------------------------
@@ -295,7 +128,7 @@ class DetectorConfig(JsonConfig):
             set_(self, "anchor_generator", anchor_spec_from_dict(self.anchor_generator))
         for name in ("image_size", "feature_map_sizes", "feature_strides", "variances",
                      "pixel_mean", "class_names"):
-            set_(self, name, _as_tuple(getattr(self, name)))
+            set_(self, name, as_tuple(getattr(self, name)))
         set_(self, "backbone", dict(self.backbone or {}))
         h, w = self.image_size
         if h <= 0 or w <= 0:
@@ -358,5 +191,5 @@ class DetectorConfig(JsonConfig):
         ``image_size`` (default: the config's) lets a fully convolutional model
         with pixel-sized anchors (multiscale) run on another input size.
         """
-        from ssd_keras.anchors import generate_anchors
+        from ssd_keras.families.ssd.anchors import generate_anchors
         return generate_anchors(self, image_size)

@@ -32,7 +32,7 @@ unless overridden, and are baked into the graph.
 
 Decoding and NMS run inside every exported graph through the model family's
 own inference wrapper, :func:`ssd_keras.models.base.build_inference_model`
-(for SSD the :class:`~ssd_keras.postprocess.DecodeDetections` layer, whose NMS is
+(for SSD the :class:`~ssd_keras.families.ssd.postprocess.DecodeDetections` layer, whose NMS is
 a single ``NonMaxSuppressionV5`` per image: a TFLite builtin and an ONNX
 ``NonMaxSuppression``).  A new family plugs in by returning the same
 detections dict from its inference model: ``boxes`` in input pixels

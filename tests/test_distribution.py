@@ -30,7 +30,7 @@ def varied_batch(config, batch_size, seed=0):
     the batch have different positive counts (a per-replica normalisation would show)."""
     import tensorflow as tf
 
-    from ssd_keras.matching import encode_targets_for_config
+    from ssd_keras.families.ssd.matching import encode_targets_for_config
 
     rng = np.random.default_rng(seed)
     h, w = config.image_size

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from ssd_keras.losses import hard_negative_mask, sigmoid_focal, sigmoid_focal_loss, ssd_softmax_loss
+from ssd_keras.families.ssd.losses import hard_negative_mask, sigmoid_focal, sigmoid_focal_loss, ssd_softmax_loss
 
 
 def random_batch(rng, b=3, n=50, c=5, positives=(4, 0, 20)):

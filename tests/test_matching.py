@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from ssd_keras import presets
 from ssd_keras.boxes import decode_boxes, encode_boxes, pairwise_iou, validate_boxes
-from ssd_keras.matching import encode_targets, encode_targets_for_config
+from ssd_keras.families.ssd.matching import encode_targets, encode_targets_for_config
 
 
 def corners(a):

@@ -177,7 +177,7 @@ def test_keras_round_trip_is_bit_identical(make, tmp_path):
 
 def test_fit_step_with_focal_loss_is_finite():
     import tensorflow as tf
-    from ssd_keras.matching import encode_targets_for_config
+    from ssd_keras.families.ssd.matching import encode_targets_for_config
 
     config = digits_like(levels=(3, 4))
     assert config.classification_loss == "sigmoid_focal"

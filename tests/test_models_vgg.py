@@ -134,7 +134,7 @@ def test_forward_pass_under_jax_backend():
             "m = ssd_keras.build_model(presets.get('ssd300_voc'))\n"
             "out = m(np.zeros((1, 300, 300, 3), np.float32))\n"
             "assert out['classification'].shape == (1, 8732, 21)\n"
-            "from ssd_keras.losses import ssd_softmax_loss\n"
+            "from ssd_keras.families.ssd.losses import ssd_softmax_loss\n"
             "y = {'labels': np.zeros((1, 8732), np.int32), 'boxes': np.zeros((1, 8732, 4), np.float32)}\n"
             "y['labels'][0, :5] = 3\n"
             "parts = ssd_softmax_loss(y, out)\n"

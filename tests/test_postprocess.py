@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ssd_keras.boxes import decode_boxes
-from ssd_keras.postprocess import decode_detections, detections_to_numpy
+from ssd_keras.families.ssd.postprocess import decode_detections, detections_to_numpy
 
 
 def iou1(a, b):

@@ -14,7 +14,7 @@ Data flows one way (records in, model-ready batches out):
 3. Training: :func:`ssd_keras.data.augment.ssd_augment` (photometric, expand,
    min-IoU crop, flip, random-interpolation resize).  Otherwise a plain
    bilinear resize.
-4. Targets: :func:`ssd_keras.matching.encode_targets_for_config` against
+4. Targets: :func:`ssd_keras.families.ssd.matching.encode_targets_for_config` against
    ``config.anchors()``.
 5. Batch, prefetch.
 
@@ -43,7 +43,7 @@ from ssd_keras.boxes import validate_boxes
 from ssd_keras.data.augment import resize, ssd_augment
 from ssd_keras.data.check import JPEG_EOI_WINDOW
 from ssd_keras.data.records import Record, normalized_boxes
-from ssd_keras.matching import encode_targets_for_config
+from ssd_keras.families.ssd.matching import encode_targets_for_config
 
 AugmentFn = Callable  # (image, boxes, labels, seed) -> (image, boxes, labels)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

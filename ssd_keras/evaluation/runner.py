@@ -20,7 +20,7 @@ METRICS = ("voc07", "voc", "coco")
 def _predict_fn(model, config, anchors, overrides):
     import tensorflow as tf
 
-    from ssd_keras.postprocess import decode_for_config
+    from ssd_keras.families.ssd.postprocess import decode_for_config
 
     @tf.function(reduce_retracing=True)
     def predict(images):
@@ -46,7 +46,7 @@ def predict_records(model, records: Sequence, batch_size: int = 8, **decode_over
     """
     from ssd_keras.data.pipeline import make_eval_dataset
     from ssd_keras.data.records import pixel_boxes
-    from ssd_keras.postprocess import detections_to_numpy
+    from ssd_keras.families.ssd.postprocess import detections_to_numpy
 
     records = list(records)
     if not records:

@@ -156,7 +156,7 @@ class SSDModel(keras.Model):
 
     # --------------------------------------------------------------- loss
     def loss_components(self, y, y_pred):
-        """``{"classification", "localization"}`` scalars (see :mod:`ssd_keras.losses`).
+        """``{"classification", "localization"}`` scalars (see :mod:`ssd_keras.families.ssd.losses`).
 
         In a ``tf.distribute`` replica context with ``R > 1`` replicas the
         batch is this replica's share of the global batch, and both parts are
@@ -164,7 +164,7 @@ class SSDModel(keras.Model):
         all-reduce of the per-replica counts): the ``R`` replicas' parts then
         add up to exactly the single-device loss of the whole batch.
         """
-        from ssd_keras.losses import detection_loss, num_positives
+        from ssd_keras.families.ssd.losses import detection_loss, num_positives
         normalizer = None
         replicas = _replicas_in_sync()
         if replicas > 1:
@@ -207,7 +207,7 @@ class SSDModel(keras.Model):
         Returns:
             ``[{"boxes": (k, 4) normalised corners, "scores": (k,), "labels": (k,)}]``.
         """
-        from ssd_keras.postprocess import decode_for_config, detections_to_numpy
+        from ssd_keras.families.ssd.postprocess import decode_for_config, detections_to_numpy
 
         images = np.asarray(images, np.float32)
         out = []
@@ -262,8 +262,8 @@ def load_initial_weights(model: SSDModel, weights=None) -> None:
 
 
 def build_inference_model(model: SSDModel, **decode_overrides) -> keras.Model:
-    """Wrap a detector with :class:`~ssd_keras.postprocess.DecodeDetections` (TF backend)."""
-    from ssd_keras.postprocess import DecodeDetections
+    """Wrap a detector with :class:`~ssd_keras.families.ssd.postprocess.DecodeDetections` (TF backend)."""
+    from ssd_keras.families.ssd.postprocess import DecodeDetections
 
     out = DecodeDetections(model.detector_config, name="detections", **decode_overrides)(model.output)
     return keras.Model(model.input, out, name=f"{model.name}_inference")

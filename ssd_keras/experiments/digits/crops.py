@@ -34,7 +34,7 @@ so the stream is identical for equal seeds whatever ``num_parallel_calls``.
 Boundaries: crops are float32 RGB in ``[0, 255]``; boxes inside are pixel
 corners ``[xmin, ymin, xmax, ymax]`` (records' COCO/VOC pixels are converted
 through :func:`ssd_keras.data.records.normalized_boxes`), targets are those of
-:func:`ssd_keras.matching.encode_targets`.
+:func:`ssd_keras.families.ssd.matching.encode_targets`.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from ssd_keras.boxes import center_to_corners, pairwise_iou
 from ssd_keras.data.records import Record, normalized_boxes
-from ssd_keras.matching import encode_targets_for_config
+from ssd_keras.families.ssd.matching import encode_targets_for_config
 
 _PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 

@@ -1,6 +1,6 @@
 """SSD losses in ``keras.ops`` (backend-agnostic).
 
-Targets (from :func:`ssd_keras.matching.encode_targets`, batched)::
+Targets (from :func:`ssd_keras.families.ssd.matching.encode_targets`, batched)::
 
     y_true = {"labels": (B, N) int32  0 background, -1 ignored, 1..K class,
               "boxes":  (B, N, 4) float32 encoded offsets}
