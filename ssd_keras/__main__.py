@@ -19,7 +19,7 @@ import sys
 # command module -> imported lazily so `--help` stays fast and commands are independent
 COMMAND_MODULES = (
     "ssd_keras.experiments.digits.job",   # digits (main job)
-    "ssd_keras.training",            # train
+    "ssd_keras.training.cli",        # train
     "ssd_keras.evaluation.cli",      # evaluate
     "ssd_keras.data.check",          # check-data
     "ssd_keras.data.download",       # download

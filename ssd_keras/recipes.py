@@ -203,7 +203,7 @@ def own_data_recipe(num_train_images: int, class_names: Sequence[str] = ("object
     Returns:
         ``(DetectorConfig, TrainConfig, RecipePlan)``.
     """
-    from ssd_keras.train_config import TrainConfig
+    from ssd_keras.training.config import TrainConfig
 
     n = int(num_train_images)
     if n < 1:

@@ -105,7 +105,7 @@ def write_run_report(model, run_dir: str, records: Sequence, coco_gt=None,
     from ssd_keras.evaluation.coco import STAT_NAMES
     from ssd_keras.evaluation.runner import class_names_of, evaluate_records, predict_records
     from ssd_keras.io_utils import write_json
-    from ssd_keras.run_folder import run_paths
+    from ssd_keras.training.run_folder import run_paths
 
     say = print_fn or (lambda *a, **k: None)
     records = list(records)

@@ -29,7 +29,7 @@ def synthetic_dataset(config, batch_size=2, nan_from=None, seed=0):
     """Random images with one box each; box targets are NaN from element ``nan_from`` on."""
     import tensorflow as tf
 
-    from ssd_keras.matching import encode_targets_for_config
+    from ssd_keras.families.ssd.matching import encode_targets_for_config
 
     anchors = config.anchors()
     h, w = config.image_size
@@ -377,8 +377,9 @@ def test_cli_defaults_reproduce_notebook_01(tmp_path, capsys, monkeypatch):
     """VGG presets start from the ImageNet base (random weights warn); --val defaults to
     2007/test when the devkit has it; the validation loss uses a fixed subset, mAP all images."""
     from ssd_keras import presets
-    from ssd_keras.training import (TrainConfig, default_voc_val, default_weights, evenly_spaced,
-                                    reference_train_config, train)
+    from ssd_keras.training import TrainConfig, reference_train_config, train
+    from ssd_keras.training.cli import default_voc_val, default_weights
+    from ssd_keras.training.fit import evenly_spaced
     from tests.voc_fixtures import make_voc_tree
 
     vgg = presets.get("ssd300_voc")

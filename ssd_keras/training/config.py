@@ -1,7 +1,8 @@
 """How to train: :class:`TrainConfig`, the schedule and run-length settings of one run.
 
-Kept apart from :mod:`ssd_keras.training` (which runs it) so that recipes and
-reports can build or read a train config without importing the trainer.
+Also :func:`reference_train_config`, the reference recipe of a detector config.
+It depends on :mod:`ssd_keras.config` only, so the modules the trainer uses
+(recipes, run reports) can build or read a train config without an import cycle.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Optional, Tuple
 
 from ssd_keras.config import JsonConfig
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "reference_train_config"]
 
 
 @dataclasses.dataclass
@@ -130,3 +131,24 @@ class TrainConfig(JsonConfig):
     @property
     def val_interval(self) -> int:
         return int(self.val_every or self.log_interval)
+
+
+def reference_train_config(config) -> TrainConfig:
+    """The reference training recipe of a detector config or preset name.
+
+    ``TrainConfig()`` is Caffe SSD's VOC schedule; for the VGG presets (the
+    Caffe models: ``architecture == "ssd_vgg16"``) it adds the two solver
+    details of ``ssd_pascal.py`` / ``model_libs.py``: the 2x bias learning
+    rate (``bias_lr_multiplier=2``) and the frozen first four convolutions
+    (``freeze_layers = ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2']``).
+    Other architectures (MobileNet, digits) were not trained that way: plain
+    ``TrainConfig()``.
+    """
+    if isinstance(config, str):
+        from ssd_keras import presets
+        config = presets.get(config)
+    if config.architecture == "ssd_vgg16":
+        return TrainConfig(bias_lr_multiplier=2.0,
+                           frozen_layers=("conv1_1", "conv1_2", "conv2_1", "conv2_2"))
+    return TrainConfig()
+
