@@ -13,7 +13,8 @@ from ssd_keras import presets  # noqa: F401
 from ssd_keras.config import (  # noqa: F401
     DetectorConfig, GridAnchors, MultiscaleAnchors, PriorBoxAnchors)
 from ssd_keras.layers import InputScaling, L2Normalization  # noqa: F401
-from ssd_keras.models.base import SSDModel, build_inference_model, build_model  # noqa: F401
+from ssd_keras.models.base import SSDModel, build_inference_model  # noqa: F401
+from ssd_keras.weights.loading import build_model  # noqa: F401
 from ssd_keras.families.ssd.postprocess import DecodeDetections  # noqa: F401
 from ssd_keras import reporting  # noqa: F401,E402
 from ssd_keras.training import TrainConfig, TrainingDiverged, train  # noqa: F401,E402

@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "ssd_keras.evaluation.cli",      # evaluate
     "ssd_keras.data.check",          # check-data
     "ssd_keras.data.download",       # download
-    "ssd_keras.weights",             # weights (fetch / register)
+    "ssd_keras.weights.cli",         # weights (list / fetch / register)
     "ssd_keras.export",              # export (SavedModel / TFLite / ONNX)
     "ssd_keras.predict",             # predict (draw + JSON on your own images)
 )

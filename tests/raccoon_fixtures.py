@@ -60,7 +60,7 @@ def train_raccoon_detectors(folder) -> dict:
     import keras
 
     from ssd_keras.data.pipeline import make_dataset
-    from ssd_keras.models.base import build_model
+    from ssd_keras import build_model
 
     records = raccoon_records()
     out = {}

@@ -221,7 +221,7 @@ def test_data_usage_errors(raccoon_dir, tmp_path, capsys):
 # ----------------------------------------------------------------------------- evaluate / train
 
 def _save_tiny_model(path, class_names):
-    from ssd_keras.models.base import build_model
+    from ssd_keras import build_model
 
     config = tiny_config(num_classes=len(class_names)).replace(class_names=tuple(class_names))
     build_model(config).save(path)

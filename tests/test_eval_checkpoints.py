@@ -13,7 +13,7 @@ def test_evaluate_checkpoints_matches_evaluate_records(tmp_path):
     from ssd_keras.data.voc import VOC_CLASSES, read_voc
     from ssd_keras.evaluation.checkpoints import checkpoint_steps, evaluate_checkpoints
     from ssd_keras.evaluation.runner import evaluate_records
-    from ssd_keras.models.base import build_model
+    from ssd_keras import build_model
 
     config = presets.get("ssd_mobilenet_v2_320", image_size=(96, 96), num_classes=20,
                          class_names=VOC_CLASSES,

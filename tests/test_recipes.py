@@ -68,7 +68,7 @@ def test_backbone_batch_norm_runs_in_inference_mode():
     calls); the extra layers' BN trains, with the momentum sized to the run."""
     import keras
 
-    from ssd_keras.models.base import build_model
+    from ssd_keras import build_model
     from ssd_keras.models.mobilenet import backbone_layers
     from ssd_keras.recipes import head_batch_norm_momentum, own_data_detector
 

@@ -68,7 +68,7 @@ def test_tiny_run_writes_metrics_plots_gallery(tmp_path):
 def test_constant_output_model_warns_collapse(tmp_path):
     import keras
 
-    from ssd_keras.models.base import build_model
+    from ssd_keras import build_model
     from ssd_keras.run_report import PredictionCollapseWarning, write_run_report
 
     records = _voc_records(tmp_path, 4, "test", 10, 3)

@@ -15,7 +15,7 @@ class _FirstWeights(keras.callbacks.Callback):
 def test_new_run_starts_from_weights_and_resume_ignores_them(tmp_path):
     from ssd_keras.data.toy import make_voc_tree
     from ssd_keras.data.voc import read_voc
-    from ssd_keras.models.base import build_model
+    from ssd_keras import build_model
     from ssd_keras.training import TrainConfig, train
 
     config = tiny_config()

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from ssd_keras import presets, weights
+from ssd_keras.weights import cli
 from ssd_keras.data.download import ChecksumError
-from ssd_keras.models.base import build_model
+from ssd_keras import build_model
 from tests.tiny_models import tiny_config
 
 PRESET = "tiny_weights_test"
@@ -201,7 +202,7 @@ def test_register_weights_then_fetch(trained, tmp_path):
 
 def _parser():
     parser = argparse.ArgumentParser()
-    weights.register(parser.add_subparsers(dest="command"))
+    cli.register(parser.add_subparsers(dest="command"))
     return parser
 
 

@@ -8,6 +8,7 @@ import pytest
 
 import ssd_keras
 from ssd_keras import presets, training, weights
+from ssd_keras.weights import loading
 from ssd_keras.data.toy import make_voc_tree
 from ssd_keras.data.voc import read_voc
 from ssd_keras.pretrained import write_layer_weights_h5
@@ -56,13 +57,14 @@ def test_train_weights_takes_the_vgg16_file(vgg16_notop, tmp_path, offline, monk
     class Loaded(Exception):
         """Stops train() once the initial weights are in (before the first step)."""
 
-    original, seen = weights.load_into, {}
+    original, seen = loading.load_into, {}
 
     def load_then_stop(model, source, *args, **kwargs):
         seen["report"], seen["model"] = original(model, source, *args, **kwargs), model
         raise Loaded
 
-    monkeypatch.setattr(weights, "load_into", load_then_stop)
+    # train() starts a new run through load_initial_weights, which calls loading.load_into
+    monkeypatch.setattr(loading, "load_into", load_then_stop)
     records = read_voc(make_voc_tree(tmp_path / "voc", num_images=2, size=(64, 48),
                                      quirks=False), "trainval")
     config = presets.get("ssd300_voc")

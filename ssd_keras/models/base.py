@@ -15,7 +15,11 @@
   ``custom_objects``), since rebuilding from the config gives the same graph.
 
 Architectures register a builder ``fn(images, config) -> (class_logits, box_offsets)``
-under their ``config.architecture`` name with :func:`register_architecture`.
+under their ``config.architecture`` name with :func:`register_architecture`; the
+package :mod:`ssd_keras.models` imports the builder modules, so they are
+registered before this module can be used (it never imports them itself).
+Starting weights (``build_model(config, weights=...)``) are
+:mod:`ssd_keras.weights.loading`'s.
 """
 from __future__ import annotations
 
@@ -35,14 +39,6 @@ def register_architecture(name):
         _ARCHITECTURES[name] = fn
         return fn
     return wrap
-
-
-def _ensure_builders_imported():
-    # Importing the model modules registers their architectures.
-    from ssd_keras.models import digits, vgg  # noqa: F401
-    import importlib.util
-    if importlib.util.find_spec("ssd_keras.models.mobilenet") is not None:
-        from ssd_keras.models import mobilenet  # noqa: F401
 
 
 def regularizer(config):
@@ -96,7 +92,6 @@ def concat_predictions(cls_list, box_list):
 
 
 def _build_graph(config: DetectorConfig):
-    _ensure_builders_imported()
     if config.architecture not in _ARCHITECTURES:
         raise ValueError(f"{config.name}: unknown architecture {config.architecture!r}; "
                          f"known: {sorted(_ARCHITECTURES)}")
@@ -216,49 +211,6 @@ class SSDModel(keras.Model):
             out.extend(detections_to_numpy(
                 decode_for_config(pred, self.detector_config, self.anchors(), **overrides)))
         return out
-
-
-def build_model(config, weights=None) -> SSDModel:
-    """Build the detector for ``config`` (a DetectorConfig or a preset name).
-
-    Building (``SSDModel(config)``, also what ``keras.saving.load_model`` does)
-    never loads weights; this function then loads, in order, the backbone named
-    by ``config.backbone["imagenet_weights"]`` (``True``: the shipped ImageNet
-    file for MobileNet presets; a path: that file) and ``weights``.
-
-    Args:
-        config: :class:`DetectorConfig` or preset name (``"ssd300_voc"``, ...).
-        weights: ``None`` (random init), ``"imagenet"`` (the ImageNet backbone:
-            shipped with the package for MobileNet presets, keras.applications'
-            VGG16 for the VGG presets) or a weights file, as
-            :func:`ssd_keras.weights.load_into` takes it (a backbone-only file
-            is matched by layer name and a report printed).
-    """
-    if isinstance(config, str):
-        from ssd_keras import presets
-        config = presets.get(config)
-    model = SSDModel(config)
-    load_initial_weights(model, weights)
-    return model
-
-
-def load_initial_weights(model: SSDModel, weights=None) -> None:
-    """A new model's starting weights: the config's backbone file, then ``weights``.
-
-    The backbone named by ``model.detector_config.backbone["imagenet_weights"]``
-    (``True``: the shipped ImageNet file; a path: that file) is loaded first,
-    then ``weights`` (see :func:`build_model`).  Nothing is read when neither
-    is set -- and callers that overwrite every weight anyway (a resumed run, a
-    checkpoint) build with ``SSDModel(config)`` and skip this.
-    """
-    backbone = model.detector_config.backbone.get("imagenet_weights", False)
-    if weights is None and not backbone:
-        return
-    from ssd_keras import weights as weights_module
-    if backbone:
-        weights_module.load_into(model, "imagenet" if backbone is True else backbone)
-    if weights is not None:
-        weights_module.load_into(model, weights)
 
 
 def build_inference_model(model: SSDModel, **decode_overrides) -> keras.Model:

@@ -8,10 +8,15 @@ class/box heads on ``conv4_3_norm, fc7, conv6_2, conv7_2, conv8_2, conv9_2``
 (+ ``conv10_2``).  Layer names match the Caffe model and the legacy Keras port,
 which the weight importer relies on.  SSD300 with 21 classes has 26,285,486
 parameters.
+
+The fc-reduction surgery that gives this base its ImageNet weights is here too
+(:func:`reduce_vgg16_weights`, :func:`vgg16_arrays_to_ssd`: arrays in, arrays
+out); loading them into a model is :mod:`ssd_keras.weights`' job.
 """
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from ssd_keras.layers import L2Normalization
 from ssd_keras.models.base import conv_heads, register_architecture, regularizer
@@ -76,3 +81,59 @@ def ssd_vgg16(x, config):
             raise ValueError(f"{config.name}: source {name} is {tuple(feat.shape[1:3])}, "
                              f"config says {(fh, fw)}")
     return conv_heads(sources, config, kernel_size=3, names=names)
+
+
+# --------------------------------------------------------------------------- fc-reduction surgery
+
+# keras.applications VGG16 layer -> SSD layer
+_VGG_CONV_NAMES = {f"block{b}_conv{i}": f"conv{b}_{i}"
+                   for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for i in range(1, n + 1)}
+
+
+def reduce_vgg16_weights(vgg16) -> dict:
+    """SSD base weights from a ``keras.applications.VGG16(include_top=True)`` model.
+
+    As the Caffe ``VGG_ILSVRC_16_layers_fc_reduced`` model: ``fc6`` (``7*7*512 ->
+    4096``) becomes 1024 filters of ``3x3x512`` by keeping every 4th filter and
+    every 3rd spatial tap (the 3x3 kernel is then applied with dilation 6 after
+    the stride-1 ``pool5``); ``fc7`` (``4096 x 4096``) becomes ``1024 x 1024`` by
+    keeping every 4th input and output.
+
+    Returns:
+        ``{ssd_layer_name: [kernel, bias]}`` for ``conv1_1 .. conv5_3``, ``fc6``
+        (kernel ``(3, 3, 512, 1024)``) and ``fc7`` (kernel ``(1, 1, 1024, 1024)``).
+    """
+    names = [*_VGG_CONV_NAMES, "fc1", "fc2"]
+    try:
+        arrays = {name: [np.asarray(w) for w in vgg16.get_layer(name).get_weights()]
+                  for name in names}
+    except ValueError as error:
+        raise ValueError(f"{error}: build VGG16 with include_top=True") from None
+    return vgg16_arrays_to_ssd(arrays)
+
+
+def vgg16_arrays_to_ssd(layer_arrays: dict) -> dict:
+    """keras.applications VGG16 arrays ``{block1_conv1: [k, b], ..., fc1, fc2}`` -> SSD names.
+
+    ``blockB_convI`` becomes ``convB_I``; ``fc1`` / ``fc2`` (a file with the top)
+    are reduced to ``fc6`` / ``fc7`` as :func:`reduce_vgg16_weights` describes;
+    the classifier ``predictions`` is dropped.  A ``notop`` file has no ``fc1`` /
+    ``fc2``: ``fc6`` / ``fc7`` then keep their initialisation (a load report
+    lists them as missing).  Other names pass through unchanged.
+    """
+    out = {}
+    for name, arrays in layer_arrays.items():
+        if name == "predictions":
+            continue
+        out[_VGG_CONV_NAMES.get(name, name)] = arrays
+    if "fc1" in out and "fc2" in out:
+        (fc1_w, fc1_b), (fc2_w, fc2_b) = out.pop("fc1"), out.pop("fc2")
+        if fc1_w.shape != (7 * 7 * 512, 4096) or fc2_w.shape != (4096, 4096):
+            raise ValueError(f"expected VGG16 fc1 (25088, 4096) and fc2 (4096, 4096), got "
+                             f"{fc1_w.shape} and {fc2_w.shape}")
+        # fc1 (25088, 4096) is the flatten of (7, 7, 512) -> fc6 (3, 3, 512, 1024)
+        out["fc6"] = [np.ascontiguousarray(fc1_w.reshape(7, 7, 512, 4096)[::3, ::3, :, ::4]),
+                      fc1_b[::4].copy()]
+        out["fc7"] = [np.ascontiguousarray(fc2_w[::4, ::4].reshape(1, 1, 1024, 1024)),
+                      fc2_b[::4].copy()]
+    return out

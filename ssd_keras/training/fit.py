@@ -162,7 +162,8 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
     import tensorflow as tf
 
     from ssd_keras.config import DetectorConfig
-    from ssd_keras.models.base import SSDModel, load_initial_weights
+    from ssd_keras.models.base import SSDModel
+    from ssd_keras.weights.loading import load_initial_weights
 
     if isinstance(config, str):
         from ssd_keras import presets
