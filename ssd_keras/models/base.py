@@ -29,6 +29,7 @@ from keras import ops
 
 from ssd_keras.config import DetectorConfig
 from ssd_keras.layers import InputScaling
+from ssd_keras.models.heads import concat_predictions, separate_conv_heads  # noqa: F401
 
 _ARCHITECTURES = {}
 
@@ -47,39 +48,20 @@ def regularizer(config):
 
 
 def conv_heads(features, config, kernel_size=3, names=None, bias_init=0.0, depthwise=False):
-    """One class head and one box head per source layer, concatenated over layers.
+    """:func:`~ssd_keras.models.heads.separate_conv_heads` with the config's boxes, classes, decay.
 
     Args:
         features: list of ``(B, h_k, w_k, c_k)`` source feature maps.
         config: the detector config (boxes per cell, class count, weight decay).
-        kernel_size: head kernel (3 for SSD VGG, 1 for TF OD SSD MobileNet v2).
-        names: per-layer name prefixes (``conv4_3_norm`` -> ``conv4_3_norm_mbox_conf``).
+        kernel_size, names, depthwise: as ``separate_conv_heads``.
         bias_init: class-bias initial value (``-4.6`` ~ prior 0.01 for focal loss).
-        depthwise: use depthwise-separable convolutions.
 
     Returns:
         ``(B, N, C)`` class logits and ``(B, N, 4)`` offsets.
     """
-    reg = regularizer(config)
-    names = names or [f"source{k}" for k in range(len(features))]
-    c = config.num_outputs
-    cls_out, box_out = [], []
-    for feat, boxes, name in zip(features, config.boxes_per_cell(), names):
-        if depthwise:
-            conv = lambda filters, n, b=0.0: keras.layers.SeparableConv2D(  # noqa: E731
-                filters, kernel_size, padding="same", depthwise_regularizer=reg,
-                pointwise_regularizer=reg, bias_initializer=keras.initializers.Constant(b),
-                name=n)
-        else:
-            conv = lambda filters, n, b=0.0: keras.layers.Conv2D(  # noqa: E731
-                filters, kernel_size, padding="same", kernel_regularizer=reg,
-                kernel_initializer="glorot_uniform",
-                bias_initializer=keras.initializers.Constant(b), name=n)
-        cls = conv(boxes * c, f"{name}_mbox_conf", bias_init)(feat)
-        box = conv(boxes * 4, f"{name}_mbox_loc")(feat)
-        cls_out.append(keras.layers.Reshape((-1, c), name=f"{name}_mbox_conf_reshape")(cls))
-        box_out.append(keras.layers.Reshape((-1, 4), name=f"{name}_mbox_loc_reshape")(box))
-    return concat_predictions(cls_out, box_out)
+    return separate_conv_heads(features, config.boxes_per_cell(), config.num_outputs,
+                               names=names, kernel_size=kernel_size, class_bias_init=bias_init,
+                               depthwise=depthwise, kernel_regularizer=regularizer(config))
 
 
 def concat_predictions(cls_list, box_list):

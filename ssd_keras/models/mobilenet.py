@@ -78,10 +78,28 @@ import re
 import keras
 
 from ssd_keras.config import MultiscaleAnchors
-from ssd_keras.models.base import concat_predictions, conv_heads, register_architecture, regularizer
+from ssd_keras.models.base import register_architecture, regularizer
+from ssd_keras.models.blocks import BN_EPSILON, conv_bn_relu6, normal_initializer  # noqa: F401
+from ssd_keras.models.heads import separate_conv_heads, weight_shared_heads
+from ssd_keras.models.necks import top_down_fpn
+from ssd_keras.models.options import backbone_options
 
-BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.997       # TF OD batch_norm decay (Keras momentum == TF decay)
+
+#: options both MobileNet v2 builders read (the backbone's own).
+_MOBILENET_V2_OPTIONS = {"depth_multiplier": 1.0, "min_depth": 16,
+                         "batch_norm_momentum": BN_MOMENTUM, "freeze_batch_norm": False,
+                         "imagenet_weights": False}
+#: ``ssd_mobilenet_v2`` backbone options and defaults (see the module docstring).
+SSD_MOBILENET_V2_OPTIONS = {**_MOBILENET_V2_OPTIONS,
+                            "extra_layer_depths": (512, 256, 256, 128), "box_kernel_size": 1,
+                            "class_prediction_bias_init": 0.0}
+#: ``ssd_mobilenet_v2_fpnlite`` backbone options and defaults (``None`` levels: the anchors').
+SSD_MOBILENET_V2_FPNLITE_OPTIONS = {**_MOBILENET_V2_OPTIONS,
+                                    "fpn_depth": 128, "fpn_min_level": None,
+                                    "fpn_max_level": None, "box_predictor_depth": 128,
+                                    "num_layers_before_predictor": 4,
+                                    "class_prediction_bias_init": 0.0}
 
 # FPN level -> keras.applications MobileNetV2 layer (TF OD layer_4, 7, 14, 19).
 FPN_ENDPOINTS = {2: "block_2_add", 3: "block_5_add", 4: "block_12_add", 5: "out_relu"}
@@ -96,30 +114,26 @@ def depth_fn(depth_multiplier: float, min_depth: int):
     return lambda d: max(int(d * depth_multiplier), min_depth)
 
 
-def _options(config):
-    opts = config.backbone
-    return (float(opts.get("depth_multiplier", 1.0)), int(opts.get("min_depth", 16)),
-            float(opts.get("batch_norm_momentum", BN_MOMENTUM)))
-
-
-def mobilenet_v2_features(x, config, endpoints):
+def mobilenet_v2_features(x, endpoints, alpha=1.0, batch_norm_momentum=BN_MOMENTUM,
+                          freeze_batch_norm=False, kernel_regularizer=None):
     """keras.applications MobileNetV2 built flat on ``x``; the outputs of ``endpoints``.
 
     Args:
         x: ``(B, H, W, 3)`` input already scaled to ``[-1, 1]`` (a Keras tensor).
-        config: the detector config (``backbone`` options, weight decay).
         endpoints: MobileNetV2 layer names.
+        alpha: the width multiplier (``depth_multiplier``).
+        batch_norm_momentum: set on every backbone BatchNorm.
+        freeze_batch_norm: make the backbone's BatchNorm layers non-trainable.
+        kernel_regularizer: attached to every backbone kernel.
 
     Returns:
         list of the ``(B, h, w, c)`` outputs of those layers.
     """
-    alpha, _, momentum = _options(config)
+    momentum, reg, freeze_bn = float(batch_norm_momentum), kernel_regularizer, freeze_batch_norm
     # weights=None always: initial weights (config.backbone["imagenet_weights"]) are
     # loaded by build_model after the graph exists, never when a saved model is rebuilt.
     net = keras.applications.MobileNetV2(input_tensor=x, include_top=False, weights=None,
-                                         alpha=alpha)
-    reg = regularizer(config)
-    freeze_bn = bool(config.backbone.get("freeze_batch_norm", False))
+                                         alpha=float(alpha))
     for layer in net.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
@@ -145,32 +159,6 @@ def backbone_layers(model) -> list:
     return [layer for layer in model.layers if BACKBONE_LAYER_NAME.match(layer.name)]
 
 
-def _normal(stddev, truncated=False):
-    # A fresh instance per use: a reused unseeded Keras initializer repeats its values.
-    cls = keras.initializers.TruncatedNormal if truncated else keras.initializers.RandomNormal
-    return cls(mean=0.0, stddev=stddev)
-
-
-def _bn_relu6(x, name, momentum):
-    x = keras.layers.BatchNormalization(momentum=momentum, epsilon=BN_EPSILON,
-                                        name=f"{name}_batchnorm")(x)
-    return keras.layers.ReLU(6.0, name=f"{name}_relu6")(x)
-
-
-def _conv_bn_relu6(x, filters, kernel, stride, name, reg, momentum, separable=False):
-    """Conv (no bias) + BatchNorm + ReLU6; ``separable`` for depthwise-separable."""
-    if separable:
-        conv = keras.layers.SeparableConv2D(
-            filters, kernel, strides=stride, padding="same", use_bias=False,
-            depthwise_regularizer=reg, pointwise_regularizer=reg,
-            depthwise_initializer=_normal(0.01), pointwise_initializer=_normal(0.01), name=name)
-    else:
-        conv = keras.layers.Conv2D(
-            filters, kernel, strides=stride, padding="same", use_bias=False,
-            kernel_regularizer=reg, kernel_initializer=_normal(0.03, truncated=True), name=name)
-    return _bn_relu6(conv(x), name, momentum)
-
-
 def _check_feature_map_sizes(config, features, names):
     expected = config.get_feature_map_sizes()
     if len(features) != len(expected):
@@ -189,30 +177,32 @@ def _check_feature_map_sizes(config, features, names):
 @register_architecture("ssd_mobilenet_v2")
 def ssd_mobilenet_v2(x, config):
     """Builder for ``architecture="ssd_mobilenet_v2"`` (see the module docstring)."""
-    alpha, min_depth, momentum = _options(config)
-    depth = depth_fn(alpha, min_depth)
-    opts = config.backbone
-    extra_depths = tuple(opts.get("extra_layer_depths", (512, 256, 256, 128)))
+    opts = backbone_options(config, SSD_MOBILENET_V2_OPTIONS)
+    momentum = float(opts["batch_norm_momentum"])
+    depth = depth_fn(float(opts["depth_multiplier"]), int(opts["min_depth"]))
+    extra_depths = tuple(opts["extra_layer_depths"])
     n_sources = len(config.boxes_per_cell())
     if n_sources != 2 + len(extra_depths):
         raise ValueError(f"{config.name}: ssd_mobilenet_v2 has 2 + {len(extra_depths)} source "
                          f"layers (extra_layer_depths={list(extra_depths)}), the anchors have "
                          f"{n_sources}")
     reg = regularizer(config)
-    sources = mobilenet_v2_features(x, config, ("block_13_expand_relu", "out_relu"))
+    sources = _backbone(x, ("block_13_expand_relu", "out_relu"), opts, reg)
     names = ["block_13_expand_relu", "out_relu"]
     feat = sources[-1]
     for index, d in enumerate(extra_depths, start=2):
         mid = depth(d // 2)
-        feat = _conv_bn_relu6(feat, mid, 1, 1, f"layer_19_1_Conv2d_{index}_1x1_{mid}", reg, momentum)
+        feat = conv_bn_relu6(feat, mid, 1, 1, f"layer_19_1_Conv2d_{index}_1x1_{mid}", reg, momentum)
         name = f"layer_19_2_Conv2d_{index}_3x3_s2_{depth(d)}"
-        feat = _conv_bn_relu6(feat, depth(d), 3, 2, name, reg, momentum)
+        feat = conv_bn_relu6(feat, depth(d), 3, 2, name, reg, momentum)
         sources.append(feat)
         names.append(name)
     _check_feature_map_sizes(config, sources, names)
-    return conv_heads(sources, config, kernel_size=opts.get("box_kernel_size", 1),
-                      names=[f"box_predictor_{k}" for k in range(n_sources)],
-                      bias_init=opts.get("class_prediction_bias_init", 0.0))
+    return separate_conv_heads(sources, config.boxes_per_cell(), config.num_outputs,
+                               names=[f"box_predictor_{k}" for k in range(n_sources)],
+                               kernel_size=int(opts["box_kernel_size"]),
+                               class_bias_init=float(opts["class_prediction_bias_init"]),
+                               kernel_regularizer=reg)
 
 
 # --------------------------------------------------------------------------
@@ -222,8 +212,10 @@ def fpn_levels(config):
     """``(min_level, max_level)`` from ``backbone``, checked against anchors and strides."""
     spec = config.anchor_generator
     multiscale = isinstance(spec, MultiscaleAnchors)
-    lo = int(config.backbone.get("fpn_min_level", spec.min_level if multiscale else 3))
-    hi = int(config.backbone.get("fpn_max_level", spec.max_level if multiscale else 7))
+    opts = backbone_options(config, SSD_MOBILENET_V2_FPNLITE_OPTIONS)
+    lo, hi = opts["fpn_min_level"], opts["fpn_max_level"]
+    lo = int(lo if lo is not None else spec.min_level if multiscale else 3)
+    hi = int(hi if hi is not None else spec.max_level if multiscale else 7)
     if not 2 <= lo <= hi:
         raise ValueError(f"{config.name}: FPN levels must satisfy 2 <= fpn_min_level <= "
                          f"fpn_max_level, got {lo}..{hi}")
@@ -240,6 +232,11 @@ def fpn_levels(config):
 def fpn_top_down(features, levels, depth, reg, momentum):
     """Top-down FPN (TF OD ``KerasFpnTopDownFeatureMaps``, depthwise smoothing).
 
+    :func:`~ssd_keras.models.necks.top_down_fpn` with TF OD's layers: 1x1
+    projections with bias (``fpn_projection_{level}``), 3x3 separable
+    smoothing + BatchNorm + ReLU6 (``fpn_smoothing_{level}``), the smoothed
+    map fed down.
+
     Args:
         features: backbone maps, finest first, each half the size of the previous.
         levels: their FPN levels (e.g. ``[3, 4, 5]``).
@@ -247,85 +244,50 @@ def fpn_top_down(features, levels, depth, reg, momentum):
     Returns:
         the ``(B, h_l, w_l, depth)`` maps, finest first.
     """
-    def projection(feat, level):
-        return keras.layers.Conv2D(depth, 1, padding="same", use_bias=True, kernel_regularizer=reg,
-                                   kernel_initializer=_normal(0.01),
-                                   name=f"fpn_projection_{level}")(feat)
-
-    outputs = [projection(features[-1], levels[-1])]
-    for feat, level in zip(reversed(features[:-1]), reversed(levels[:-1])):
-        lateral = projection(feat, level)
-        top_down = keras.layers.UpSampling2D(2, interpolation="nearest",
-                                             name=f"fpn_upsample_{level}")(outputs[-1])
-        excess = (top_down.shape[1] - lateral.shape[1], top_down.shape[2] - lateral.shape[2])
-        if excess != (0, 0):   # odd lateral size: the upsampled map has one row/column more
-            top_down = keras.layers.Cropping2D(((0, excess[0]), (0, excess[1])),
-                                               name=f"fpn_crop_{level}")(top_down)
-        merged = keras.layers.Add(name=f"fpn_add_{level}")([top_down, lateral])
-        outputs.append(_conv_bn_relu6(merged, depth, 3, 1, f"fpn_smoothing_{level}", reg,
-                                      momentum, separable=True))
-    return outputs[::-1]
+    return top_down_fpn(
+        features, channels=(depth,) * len(features), levels=levels, name="fpn",
+        lateral_block=lambda feat, filters, level: keras.layers.Conv2D(
+            filters, 1, padding="same", use_bias=True, kernel_regularizer=reg,
+            kernel_initializer=normal_initializer(0.01), name=f"fpn_projection_{level}")(feat),
+        smooth_block=lambda merged, filters, level: conv_bn_relu6(
+            merged, filters, 3, 1, f"fpn_smoothing_{level}", reg, momentum, separable=True),
+        layer_names={"up": "fpn_upsample_{level}", "crop": "fpn_crop_{level}",
+                     "merge": "fpn_add_{level}"})
 
 
-def weight_shared_box_predictor(features, levels, config, depth, num_layers, bias_init):
-    """TF OD ``WeightSharedConvolutionalBoxPredictor`` (depthwise, shared tower).
-
-    The same separable convs run on every level (a separate BatchNorm per level),
-    then one class and one box separable 3x3 conv, also shared.
-
-    Returns:
-        ``(B, N, C)`` class logits and ``(B, N, 4)`` offsets, levels in order.
-    """
-    boxes = set(config.boxes_per_cell())
-    if len(boxes) != 1:
-        raise ValueError(f"{config.name}: a weight-shared predictor needs the same boxes per "
-                         f"cell on every level, got {config.boxes_per_cell()}")
-    boxes = boxes.pop()
-    reg = regularizer(config)
-    momentum = _options(config)[2]
-    c = config.num_outputs
-
-    def separable(filters, name, bias=0.0, use_bias=True):
-        return keras.layers.SeparableConv2D(
-            filters, 3, padding="same", use_bias=use_bias, depthwise_regularizer=reg,
-            pointwise_regularizer=reg, depthwise_initializer=_normal(0.01),
-            pointwise_initializer=_normal(0.01),
-            bias_initializer=keras.initializers.Constant(bias), name=name)
-
-    tower = [separable(depth, f"box_tower_conv_{i}", use_bias=False) for i in range(num_layers)]
-    class_conv = separable(boxes * c, "class_predictor", bias=bias_init)
-    box_conv = separable(boxes * 4, "box_encoding_predictor")
-    cls_list, box_list = [], []
-    for feat, level in zip(features, levels):
-        for i, conv in enumerate(tower):
-            feat = _bn_relu6(conv(feat), f"box_tower_{i}_level_{level}", momentum)
-        cls_list.append(keras.layers.Reshape((-1, c), name=f"level_{level}_class_reshape")(
-            class_conv(feat)))
-        box_list.append(keras.layers.Reshape((-1, 4), name=f"level_{level}_box_reshape")(
-            box_conv(feat)))
-    return concat_predictions(cls_list, box_list)
+def _backbone(x, endpoints, opts, reg):
+    return mobilenet_v2_features(x, endpoints, alpha=opts["depth_multiplier"],
+                                 batch_norm_momentum=opts["batch_norm_momentum"],
+                                 freeze_batch_norm=bool(opts["freeze_batch_norm"]),
+                                 kernel_regularizer=reg)
 
 
 @register_architecture("ssd_mobilenet_v2_fpnlite")
 def ssd_mobilenet_v2_fpnlite(x, config):
     """Builder for ``architecture="ssd_mobilenet_v2_fpnlite"`` (see the module docstring)."""
-    alpha, min_depth, momentum = _options(config)
-    depth = depth_fn(alpha, min_depth)
-    opts = config.backbone
+    opts = backbone_options(config, SSD_MOBILENET_V2_FPNLITE_OPTIONS)
+    momentum = float(opts["batch_norm_momentum"])
+    depth = depth_fn(float(opts["depth_multiplier"]), int(opts["min_depth"]))
     lo, hi = fpn_levels(config)
     base_hi = min(hi, 5)     # the backbone provides levels up to 5 (stride 32)
     reg = regularizer(config)
-    fpn_depth = depth(opts.get("fpn_depth", 128))
+    fpn_depth = depth(opts["fpn_depth"])
     base_levels = list(range(lo, base_hi + 1))
-    endpoints = mobilenet_v2_features(x, config, [FPN_ENDPOINTS[level] for level in base_levels])
+    endpoints = _backbone(x, [FPN_ENDPOINTS[level] for level in base_levels], opts, reg)
     maps = fpn_top_down(endpoints, base_levels, fpn_depth, reg, momentum)
     names = [f"fpn_level_{level}" for level in base_levels]
     for level in range(base_hi + 1, hi + 1):
         name = f"bottom_up_Conv2d_{level - base_hi + 19}"
-        maps.append(_conv_bn_relu6(maps[-1], fpn_depth, 3, 2, name, reg, momentum, separable=True))
+        maps.append(conv_bn_relu6(maps[-1], fpn_depth, 3, 2, name, reg, momentum, separable=True))
         names.append(name)
     _check_feature_map_sizes(config, maps, names)
-    return weight_shared_box_predictor(
-        maps, list(range(lo, hi + 1)), config, int(opts.get("box_predictor_depth", 128)),
-        int(opts.get("num_layers_before_predictor", 4)),
-        opts.get("class_prediction_bias_init", 0.0))
+    boxes = set(config.boxes_per_cell())
+    if len(boxes) != 1:
+        raise ValueError(f"{config.name}: a weight-shared predictor needs the same boxes per "
+                         f"cell on every level, got {config.boxes_per_cell()}")
+    return weight_shared_heads(
+        maps, list(range(lo, hi + 1)), boxes.pop(), config.num_outputs,
+        depth=int(opts["box_predictor_depth"]),
+        num_layers=int(opts["num_layers_before_predictor"]),
+        class_bias_init=float(opts["class_prediction_bias_init"]), kernel_regularizer=reg,
+        batch_norm_momentum=momentum)

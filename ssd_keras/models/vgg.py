@@ -20,7 +20,10 @@ import numpy as np
 
 from ssd_keras.layers import L2Normalization
 from ssd_keras.models.base import conv_heads, register_architecture, regularizer
+from ssd_keras.models.options import backbone_options
 
+#: ``ssd_vgg16`` backbone options and defaults (``imagenet_weights``: see ``build_model``).
+SSD_VGG16_OPTIONS = {"imagenet_weights": False}
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
@@ -54,7 +57,12 @@ def _extra(x, name, mid, out, reg, kernel=3, stride=1, pad=0):
 
 @register_architecture("ssd_vgg16")
 def ssd_vgg16(x, config):
-    """Builder for ``architecture="ssd_vgg16"``: SSD300 (6 sources) or SSD512 (7 sources)."""
+    """Builder for ``architecture="ssd_vgg16"``: SSD300 (6 sources) or SSD512 (7 sources).
+
+    ``config.backbone`` options (:data:`SSD_VGG16_OPTIONS`): ``imagenet_weights``
+    only (read by ``build_model``; the graph has no options).
+    """
+    backbone_options(config, SSD_VGG16_OPTIONS)
     reg = regularizer(config)
     conv4_3, fc7 = vgg16_reduced(x, reg)
     n_sources = len(config.boxes_per_cell())

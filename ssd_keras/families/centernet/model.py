@@ -29,6 +29,7 @@ from ssd_keras.families.centernet.family import CENTERNET
 from ssd_keras.layers import InputScaling
 from ssd_keras.models.base import regularizer
 from ssd_keras.models.necks import top_down_fpn
+from ssd_keras.models.options import backbone_options
 
 #: ``centernet_convnet`` backbone options and defaults.
 CONVNET_OPTIONS = {"widths": (16, 32, 64, 96), "blocks": (1, 2, 2, 2),
@@ -36,12 +37,7 @@ CONVNET_OPTIONS = {"widths": (16, 32, 64, 96), "blocks": (1, 2, 2, 2),
 RESNET_OPTIONS = {"imagenet_weights": False}
 
 
-def _options(config, defaults):
-    unknown = sorted(set(config.backbone) - set(defaults))
-    if unknown:
-        raise ValueError(f"{config.name}: unknown backbone option(s) {unknown} for "
-                         f"{config.architecture}; known: {sorted(defaults)}")
-    return {**defaults, **config.backbone}
+_options = backbone_options   # one strict-options check for every builder
 
 
 def resnet101_fpn_features(x, config):
@@ -59,7 +55,7 @@ def resnet101_fpn_features(x, config):
 
 def convnet_features(x, config):
     """A plain conv net to stride ``2 ** len(widths)`` + top-down FPN -> ``(B, H/4, W/4, c)``."""
-    from ssd_keras.models.digits import _conv_bn_relu  # the digits SSD's conv unit
+    from ssd_keras.models.digits import convnet_stages  # the digits SSD's stages
 
     opts = _options(config, CONVNET_OPTIONS)
     widths, blocks = tuple(opts["widths"]), tuple(opts["blocks"])
@@ -71,12 +67,9 @@ def convnet_features(x, config):
         raise ValueError(f"{config.name}: fpn_channels {fpn_channels} needs one entry per stage "
                          f"from stride 4 up ({len(widths) - 1})")
     reg = regularizer(config)
-    stages = []
-    for level, (width, count) in enumerate(zip(widths, blocks), start=1):
-        for k in range(count):
-            x = _conv_bn_relu(x, width, 2 if k == 0 else 1, reg, f"stage{level}_{k}")
-        stages.append(x)
-    (p2,) = top_down_fpn(stages[1:], channels=fpn_channels, outputs=(0,),
+    stages = convnet_stages(x, widths, blocks, reg)
+    (p2,) = top_down_fpn([stages[s] for s in range(2, len(widths) + 1)], channels=fpn_channels,
+                         outputs=(0,),
                          kernel_regularizer=reg, name="fpn")
     return p2
 
