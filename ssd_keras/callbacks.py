@@ -135,105 +135,131 @@ class RunClock:
         return self.offset + time.monotonic() - self._t0
 
 
-class StepBackup(keras.callbacks.BackupAndRestore):
-    """Keras ``BackupAndRestore`` made step-exact and crash-safe.
+class StepBackup(keras.callbacks.Callback):
+    """Resume state of a run -- weights, optimizer state, step -- every ``save_freq`` global steps.
 
-    Differences from Keras 3.15's callback, and why:
+    Owned here with public Keras API only (``Model.save_weights`` /
+    ``load_weights``, ``Optimizer.build``, ``fit(initial_epoch=...)``), so a
+    Keras minor release cannot break resume.  The backup folder holds::
 
-    * Keras saves the epoch number in ``training_metadata.json`` and restores
-      only that, so a mid-epoch backup restarts the epoch with the optimizer
-      already further on.  Here the step is ``optimizer.iterations`` (inside
-      the weights file) and ``restore()`` returns it; the trainer derives the
-      initial epoch and the remaining steps from it.
-    * Keras writes ``latest.weights.h5`` in place, so a kill during the write
-      corrupts the only backup.  Here weights and metadata are written to temp
-      files and renamed.
-    * Keras deletes the backup at a normal end of training; here it is kept
-      (``delete_checkpoint=False``), so re-running a finished run is a no-op.
-    * Weights are checked to be finite before they replace the last backup.
+        backup_dir/latest.weights.h5        model + optimizer variables (``.weights.h5`` holds
+                                            the optimizer's, so ``iterations`` -- the step --
+                                            and the momentum slots come back with the weights)
+        backup_dir/training_metadata.json   {"step", "epoch", "batch", "elapsed_by_step"}
+
+    (the file names of Keras' ``BackupAndRestore``, so backups written while
+    this class extended it still resume).  Use::
+
+        backup = StepBackup(run_paths(run_dir)["backup"], save_freq, steps_per_epoch, clock)
+        step = backup.restore(model)          # 0 for a new run; model + optimizer built
+        model.fit(data, epochs=E, steps_per_epoch=steps_per_epoch,
+                  initial_epoch=backup.initial_epoch, callbacks=[..., backup])
+
+    Why not ``keras.callbacks.BackupAndRestore``: it saves and restores only
+    the epoch, so a mid-epoch backup restarts the epoch with the optimizer
+    already further on (here the step is ``optimizer.iterations``, inside the
+    weights file, and the caller derives the initial epoch from it); it
+    writes ``latest.weights.h5`` in place, so a kill during the write corrupts
+    the only backup (here weights and metadata are written to temp files and
+    renamed); it deletes the backup at a normal end (here it is kept, so
+    re-running a finished run is a no-op); and it sets the epoch to resume
+    from through a private ``Model`` attribute.  Weights are checked to be
+    finite before they replace the last backup.
+
+    ``fit`` without a prior :meth:`restore` restores in ``on_train_begin``:
+    the step and every step-based callback are right, only Keras' epoch
+    numbers start where ``initial_epoch`` says.
 
     Args:
         backup_dir: folder for ``latest.weights.h5`` + ``training_metadata.json``.
-        save_freq: back up every ``save_freq`` global steps.
-        steps_per_epoch: to write the Keras-style ``epoch`` entry.
+        save_freq: back up every ``save_freq`` global steps (and at the end of ``fit``).
+        steps_per_epoch: the Keras epoch length (``initial_epoch`` and the
+            ``epoch``/``batch`` entries of the metadata).
         clock: :class:`RunClock` whose elapsed time is stored and restored.
     """
 
+    WEIGHTS_FILE = "latest.weights.h5"
+    METADATA_FILE = "training_metadata.json"
+
     def __init__(self, backup_dir, save_freq: int, steps_per_epoch: int,
                  clock: Optional[RunClock] = None):
-        super().__init__(backup_dir, save_freq=int(save_freq), delete_checkpoint=False)
+        super().__init__()
+        if int(save_freq) < 1 or int(steps_per_epoch) < 1:
+            raise ValueError(f"StepBackup: save_freq ({save_freq}) and steps_per_epoch "
+                             f"({steps_per_epoch}) must be >= 1")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = int(save_freq)
         self.steps_per_epoch = int(steps_per_epoch)
         self.clock = clock or RunClock()
+        self.weights_path = os.path.join(self.backup_dir, self.WEIGHTS_FILE)
+        self.metadata_path = os.path.join(self.backup_dir, self.METADATA_FILE)
         self.restored_step = None
 
+    @property
+    def initial_epoch(self) -> int:
+        """The ``fit(initial_epoch=...)`` of the restored step (0 before :meth:`restore`)."""
+        return (self.restored_step or 0) // self.steps_per_epoch
+
     def restore(self, model) -> int:
-        """Load the backup into ``model`` (built, optimizer built) if there is one; return the step."""
+        """Load the backup into ``model`` (its optimizer is built first) if there is one; return the step.
+
+        The step is ``model.optimizer.iterations`` after loading (0 without a
+        backup); the clock restarts at the elapsed time recorded for it.
+        """
         self.set_model(model)
-        self._load_model()
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        if os.path.exists(self.weights_path):
+            model.load_weights(self.weights_path)
         step = global_step(model)
-        elapsed = 0.0
-        if os.path.exists(self._training_metadata_path):
-            with open(self._training_metadata_path) as handle:
-                meta = json.load(handle)
-            elapsed = float(meta.get("elapsed_by_step", {}).get(str(step), 0.0))
-        self.clock.start(elapsed)
+        meta = self._read_metadata()
+        self.clock.start(float(meta.get("elapsed_by_step", {}).get(str(step), 0.0)))
         self.restored_step = step
-        model._initial_epoch = step // self.steps_per_epoch
         return step
 
-    def _load_model(self):
-        if os.path.exists(self._weights_path):
-            if self.model.optimizer is not None and not self.model.optimizer.built:
-                self.model.optimizer.build(self.model.trainable_variables)
-            self.model.load_weights(self._weights_path)
+    def _read_metadata(self) -> dict:
+        try:
+            with open(self.metadata_path) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return {}
 
     def on_train_begin(self, logs=None):
         if self.restored_step is None:
             self.restore(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
-        step = global_step(self.model)
-        if step % self.save_freq == 0:
-            self._save_model()
-
-    def on_epoch_end(self, epoch, logs=None):
-        pass
+        if global_step(self.model) % self.save_freq == 0:
+            self.save()
 
     def on_train_end(self, logs=None):
-        self._save_model()
+        self.save()
 
-    def _save_model(self):
+    def save(self) -> int:
+        """Write the backup of the current step (finite weights only); return the step."""
         step = global_step(self.model)
         check_finite_weights(self.model, step, "backup")
         os.makedirs(self.backup_dir, exist_ok=True)
-        meta = {"elapsed_by_step": {}}
-        if os.path.exists(self._training_metadata_path):
-            try:
-                with open(self._training_metadata_path) as handle:
-                    meta = json.load(handle)
-            except (OSError, ValueError):
-                pass
         # Metadata first, holding the previous step's entry too: a crash between
         # the two renames leaves old weights whose step is still described.
-        by_step = {k: v for k, v in meta.get("elapsed_by_step", {}).items()
+        by_step = {k: v for k, v in self._read_metadata().get("elapsed_by_step", {}).items()
                    if int(k) < step}
-        last = sorted(by_step, key=int)[-1:]
-        by_step = {k: by_step[k] for k in last}
+        by_step = {k: by_step[k] for k in sorted(by_step, key=int)[-1:]}
         by_step[str(step)] = self.clock.elapsed()
         meta = {"epoch": step // self.steps_per_epoch, "batch": step % self.steps_per_epoch,
                 "step": step, "elapsed_by_step": by_step}
-        atomic_write_text(self._training_metadata_path, json.dumps(meta))
-        atomic_save_weights(self.model, self._weights_path)
+        atomic_write_text(self.metadata_path, json.dumps(meta))
+        atomic_save_weights(self.model, self.weights_path)
+        return step
 
 
 class NaNGuard(keras.callbacks.Callback):
     """Raise :class:`TrainingDiverged` naming the step when a loss is NaN/inf.
 
     Keras' ``TerminateOnNaN`` only stops training, after which a normal
-    ``on_train_end`` runs (Keras' ``BackupAndRestore`` would then delete its
-    backup).  Raising skips every later callback of that batch, so neither the
-    backup nor a checkpoint is overwritten with diverged weights; put this
-    callback first.
+    ``on_train_end`` runs (and a :class:`StepBackup` saves).  Raising skips
+    every later callback of that batch, so neither the backup nor a
+    checkpoint is overwritten with diverged weights; put this callback first.
     """
 
     def __init__(self, describe: Optional[Callable[[], str]] = None):

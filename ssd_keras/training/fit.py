@@ -294,5 +294,5 @@ def _fit(model, config, tc, paths, strategy, backup, clock, schedule, start, glo
     cbs.extend(callbacks)
     epochs = math.ceil(tc.total_steps / tc.steps_per_epoch)
     model.fit(train_dataset, epochs=epochs, steps_per_epoch=tc.steps_per_epoch,
-              initial_epoch=start // tc.steps_per_epoch, callbacks=cbs, verbose=verbose,
+              initial_epoch=backup.initial_epoch, callbacks=cbs, verbose=verbose,
               shuffle=False)
