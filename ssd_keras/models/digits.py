@@ -18,12 +18,12 @@ from ssd_keras.models.base import register_architecture, regularizer
 from ssd_keras.models.blocks import conv_bn_relu, normal_initializer
 from ssd_keras.models.heads import PREDICTOR_HEAD_NAMES, separate_conv_heads
 from ssd_keras.models.necks import top_down_fpn
-from ssd_keras.models.options import backbone_options
+from ssd_keras.models.options import backbone_options, declare_backbone_options
 
 #: ``digits_convnet`` backbone options and their defaults (see :func:`digits_convnet`).
-DIGITS_CONVNET_OPTIONS = {"widths": (16, 32, 64, 96), "blocks": (1, 2, 2, 2), "fpn_depth": 64,
-                          "head_depth": 64, "head_layers": 1,
-                          "class_prediction_bias_init": -4.6}
+DIGITS_CONVNET_OPTIONS = declare_backbone_options("digits_convnet", {
+    "widths": (16, 32, 64, 96), "blocks": (1, 2, 2, 2), "fpn_depth": 64, "head_depth": 64,
+    "head_layers": 1, "class_prediction_bias_init": -4.6})
 
 
 def convnet_stages(x, widths, blocks, reg):
@@ -63,7 +63,7 @@ def digits_convnet(images, config: DetectorConfig):
     logits and ``(B, N, 4)`` offsets, levels ``min_level..max_level`` in order.
     """
     spec = config.anchor_generator
-    opts = backbone_options(config, DIGITS_CONVNET_OPTIONS)
+    opts = backbone_options(config)
     widths, blocks = tuple(opts["widths"]), tuple(opts["blocks"])
     fpn_depth, head_depth = int(opts["fpn_depth"]), int(opts["head_depth"])
     head_layers = int(opts["head_layers"])

@@ -16,15 +16,16 @@ rebuilds the same graph from the config.  Backbone layers that no source needs
     and 3x3 stride-2 'same' conv of ``depth(d)``, each with BatchNorm + ReLU6,
     named as TF OD names them (``layer_19_2_Conv2d_2_3x3_s2_512``).  Heads: one
     ``box_kernel_size`` (1) conv per source for classes and boxes
-    (:func:`~ssd_keras.models.base.conv_heads`).  At 320x320: 20, 10, 5, 3, 2, 1.
+    (:func:`~ssd_keras.models.heads.separate_conv_heads`).  At 320x320: 20, 10, 5, 3, 2, 1.
 
 ``"ssd_mobilenet_v2_fpnlite"`` (TF OD ``ssd_mobilenet_v2_fpn_keras``, ``use_depthwise``)
     Backbone endpoints per FPN level (TF OD's ``layer_4/7/14/19``):
     level 2 ``block_2_add`` (stride 4, 24 ch at alpha 1), level 3 ``block_5_add``
     (stride 8, 32 ch), level 4 ``block_12_add`` (stride 16, 96 ch), level 5
     ``out_relu`` (stride 32, 1280 ch).  Levels ``fpn_min_level .. min(fpn_max_level, 5)``
-    go through a top-down FPN: 1x1 projections (with bias, no BN / activation)
-    to ``depth(fpn_depth)``; the top level is its projection; each lower level is
+    go through a top-down FPN (:func:`~ssd_keras.models.necks.top_down_fpn`): 1x1
+    projections (with bias, no BN / activation) to ``depth(fpn_depth)``; the top
+    level is its projection; each lower level is
     ``smooth(upsample2x(level above) + projection)``, where ``smooth`` is a 3x3
     separable conv + BatchNorm + ReLU6 and the level above is its *smoothed*
     output (as the Keras TF OD FPN does; the TF-slim one carried the unsmoothed
@@ -34,10 +35,13 @@ rebuilds the same graph from the config.  Backbone layers that no source needs
     The box predictor is weight-shared across levels: ``num_layers_before_predictor``
     separable 3x3 convs of ``box_predictor_depth`` (one set of conv weights, a
     separate BatchNorm per level, as TF OD), then a separable 3x3 class conv
-    (bias ``class_prediction_bias_init``) and a separable 3x3 box conv.  At
+    (bias ``class_prediction_bias_init``) and a separable 3x3 box conv
+    (:func:`~ssd_keras.models.heads.weight_shared_heads`).  At
     320x320 the levels are 40, 20, 10, 5, 3; at 640x640 80, 40, 20, 10, 5.
 
-``backbone`` options (``config.backbone``; defaults in brackets)
+``backbone`` options (``config.backbone``; defaults in brackets, declared in
+:data:`SSD_MOBILENET_V2_OPTIONS` / :data:`SSD_MOBILENET_V2_FPNLITE_OPTIONS`;
+any other key is an error naming it)
     ``depth_multiplier`` [1.0] MobileNetV2 ``alpha`` and the multiplier of the
     extra / FPN depths; ``min_depth`` [16] lower bound of those depths:
     ``depth(d) = max(int(d * depth_multiplier), min_depth)`` (TF OD's
@@ -79,10 +83,10 @@ import keras
 
 from ssd_keras.config import MultiscaleAnchors
 from ssd_keras.models.base import register_architecture, regularizer
-from ssd_keras.models.blocks import BN_EPSILON, conv_bn_relu6, normal_initializer  # noqa: F401
+from ssd_keras.models.blocks import conv_bn_relu6, normal_initializer
 from ssd_keras.models.heads import separate_conv_heads, weight_shared_heads
 from ssd_keras.models.necks import top_down_fpn
-from ssd_keras.models.options import backbone_options
+from ssd_keras.models.options import backbone_options, declare_backbone_options
 
 BN_MOMENTUM = 0.997       # TF OD batch_norm decay (Keras momentum == TF decay)
 
@@ -91,15 +95,14 @@ _MOBILENET_V2_OPTIONS = {"depth_multiplier": 1.0, "min_depth": 16,
                          "batch_norm_momentum": BN_MOMENTUM, "freeze_batch_norm": False,
                          "imagenet_weights": False}
 #: ``ssd_mobilenet_v2`` backbone options and defaults (see the module docstring).
-SSD_MOBILENET_V2_OPTIONS = {**_MOBILENET_V2_OPTIONS,
-                            "extra_layer_depths": (512, 256, 256, 128), "box_kernel_size": 1,
-                            "class_prediction_bias_init": 0.0}
+SSD_MOBILENET_V2_OPTIONS = declare_backbone_options("ssd_mobilenet_v2", {
+    **_MOBILENET_V2_OPTIONS, "extra_layer_depths": (512, 256, 256, 128), "box_kernel_size": 1,
+    "class_prediction_bias_init": 0.0})
 #: ``ssd_mobilenet_v2_fpnlite`` backbone options and defaults (``None`` levels: the anchors').
-SSD_MOBILENET_V2_FPNLITE_OPTIONS = {**_MOBILENET_V2_OPTIONS,
-                                    "fpn_depth": 128, "fpn_min_level": None,
-                                    "fpn_max_level": None, "box_predictor_depth": 128,
-                                    "num_layers_before_predictor": 4,
-                                    "class_prediction_bias_init": 0.0}
+SSD_MOBILENET_V2_FPNLITE_OPTIONS = declare_backbone_options("ssd_mobilenet_v2_fpnlite", {
+    **_MOBILENET_V2_OPTIONS, "fpn_depth": 128, "fpn_min_level": None, "fpn_max_level": None,
+    "box_predictor_depth": 128, "num_layers_before_predictor": 4,
+    "class_prediction_bias_init": 0.0})
 
 # FPN level -> keras.applications MobileNetV2 layer (TF OD layer_4, 7, 14, 19).
 FPN_ENDPOINTS = {2: "block_2_add", 3: "block_5_add", 4: "block_12_add", 5: "out_relu"}
@@ -177,7 +180,7 @@ def _check_feature_map_sizes(config, features, names):
 @register_architecture("ssd_mobilenet_v2")
 def ssd_mobilenet_v2(x, config):
     """Builder for ``architecture="ssd_mobilenet_v2"`` (see the module docstring)."""
-    opts = backbone_options(config, SSD_MOBILENET_V2_OPTIONS)
+    opts = backbone_options(config)
     momentum = float(opts["batch_norm_momentum"])
     depth = depth_fn(float(opts["depth_multiplier"]), int(opts["min_depth"]))
     extra_depths = tuple(opts["extra_layer_depths"])
@@ -212,7 +215,7 @@ def fpn_levels(config):
     """``(min_level, max_level)`` from ``backbone``, checked against anchors and strides."""
     spec = config.anchor_generator
     multiscale = isinstance(spec, MultiscaleAnchors)
-    opts = backbone_options(config, SSD_MOBILENET_V2_FPNLITE_OPTIONS)
+    opts = backbone_options(config)
     lo, hi = opts["fpn_min_level"], opts["fpn_max_level"]
     lo = int(lo if lo is not None else spec.min_level if multiscale else 3)
     hi = int(hi if hi is not None else spec.max_level if multiscale else 7)
@@ -265,7 +268,7 @@ def _backbone(x, endpoints, opts, reg):
 @register_architecture("ssd_mobilenet_v2_fpnlite")
 def ssd_mobilenet_v2_fpnlite(x, config):
     """Builder for ``architecture="ssd_mobilenet_v2_fpnlite"`` (see the module docstring)."""
-    opts = backbone_options(config, SSD_MOBILENET_V2_FPNLITE_OPTIONS)
+    opts = backbone_options(config)
     momentum = float(opts["batch_norm_momentum"])
     depth = depth_fn(float(opts["depth_multiplier"]), int(opts["min_depth"]))
     lo, hi = fpn_levels(config)

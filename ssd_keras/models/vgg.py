@@ -20,10 +20,10 @@ import numpy as np
 
 from ssd_keras.layers import L2Normalization
 from ssd_keras.models.base import conv_heads, register_architecture, regularizer
-from ssd_keras.models.options import backbone_options
+from ssd_keras.models.options import backbone_options, declare_backbone_options
 
 #: ``ssd_vgg16`` backbone options and defaults (``imagenet_weights``: see ``build_model``).
-SSD_VGG16_OPTIONS = {"imagenet_weights": False}
+SSD_VGG16_OPTIONS = declare_backbone_options("ssd_vgg16", {"imagenet_weights": False})
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
@@ -62,7 +62,7 @@ def ssd_vgg16(x, config):
     ``config.backbone`` options (:data:`SSD_VGG16_OPTIONS`): ``imagenet_weights``
     only (read by ``build_model``; the graph has no options).
     """
-    backbone_options(config, SSD_VGG16_OPTIONS)
+    backbone_options(config)
     reg = regularizer(config)
     conv4_3, fc7 = vgg16_reduced(x, reg)
     n_sources = len(config.boxes_per_cell())
