@@ -8,7 +8,7 @@ The shipped file is package data (installed by a plain ``pip install .``), so
     weights, converted by :func:`convert_mobilenet_v2` from the per-layer arrays
     of the TF-slim checkpoint ``mobilenet_v2_1.0_224`` (71.8 % top-1; Apache-2.0,
     tensorflow/models) as JonathanCMitchell/mobilenet_v2_keras (MIT) extracted
-    them.  Registered with its sha256 in ``weights/manifest.json``
+    them.  Registered with its sha256 in ``manifest.json`` beside it
     (``mobilenet_v2_1.0_imagenet_no_top``); see ``weights/README.md``.
 
 File layout: the Keras-2 HDF5 weights layout that keras.applications' own
