@@ -30,9 +30,14 @@ import numpy as np
 
 from ssd_keras.io_utils import atomic_write, atomic_write_text  # noqa: F401  (re-exported)
 
-LOSS_COMPONENTS = ("classification_loss", "localization_loss", "regularization_loss")
-LOSS_COLUMNS = LOSS_COMPONENTS + ("total_loss",)
-VAL_LOSS_COLUMNS = tuple(f"val_{c}" for c in LOSS_COLUMNS)
+def loss_components_of(model) -> tuple:
+    """The loss metrics ``model`` logs, in order (``<name>_loss``..., ``regularization_loss``).
+
+    A :class:`~ssd_keras.models.base.DetectorModel`'s ``loss_trackers`` keys
+    (SSD: classification/localization/regularization, CenterNet:
+    object_center/box_scale/box_offset/regularization).
+    """
+    return tuple(model.loss_trackers)
 
 
 class TrainingDiverged(RuntimeError):
@@ -269,7 +274,7 @@ class NaNGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         bad = {k: v for k, v in logs.items()
-               if (k == "loss" or k in LOSS_COMPONENTS) and not np.isfinite(float(v))}
+               if k.endswith("loss") and not np.isfinite(float(v))}
         if bad:
             step = global_step(self.model)
             where = f"; {self.describe()}" if self.describe else ""
@@ -327,10 +332,11 @@ class WeightsCheckpoint(keras.callbacks.Callback):
 class TrainLogger(keras.callbacks.Callback):
     """One CSV row (and TensorBoard scalars) every ``log_every`` global steps.
 
-    Columns: ``step, epoch, learning_rate, classification_loss,
-    localization_loss, regularization_loss, total_loss`` (means over the rows'
-    interval), ``val_*`` (when ``validate`` is given; filled every
-    ``val_every`` steps), ``elapsed_seconds``.
+    Columns: ``step, epoch, learning_rate``, the model's loss components
+    (:func:`loss_components_of`; SSD: ``classification_loss,
+    localization_loss, regularization_loss``), ``total_loss`` (means over the
+    rows' interval), ``val_*`` of the same (when ``validate`` is given; filled
+    every ``val_every`` steps), ``elapsed_seconds``.
 
     Interval means come from the loss trackers' ``total``/``count`` variables
     (Keras metrics are cumulative means reset at each epoch start), read at
@@ -343,15 +349,18 @@ class TrainLogger(keras.callbacks.Callback):
         log_every, steps_per_epoch: intervals in global steps.
         learning_rate: ``fn(step) -> float``, the rate applied at optimizer step ``step``.
         clock: :class:`RunClock` (restored elapsed time).
-        validate: ``fn() -> {"classification_loss": ..., ...}`` validation means.
+        validate: ``fn() -> {"<component>": ..., "total_loss": ...}`` validation means.
         val_every: validation interval (a multiple of ``log_every``).
         tensorboard_dir: write scalars under ``train/`` and ``validation/``.
+        loss_components: the loss metric names (default: the model's, read
+            when training begins; ``fieldnames`` is set then).
     """
 
     def __init__(self, csv_path: str, log_every: int, steps_per_epoch: int,
                  learning_rate: Callable[[int], float], clock: Optional[RunClock] = None,
                  validate: Optional[Callable[[], dict]] = None, val_every: Optional[int] = None,
-                 tensorboard_dir: Optional[str] = None, print_fn: Optional[Callable] = None):
+                 tensorboard_dir: Optional[str] = None, print_fn: Optional[Callable] = None,
+                 loss_components: Optional[Sequence[str]] = None):
         super().__init__()
         self.csv_path = csv_path
         self.log_every = int(log_every)
@@ -362,16 +371,22 @@ class TrainLogger(keras.callbacks.Callback):
         self.val_every = int(val_every or log_every)
         self.tensorboard_dir = tensorboard_dir
         self.print_fn = print_fn
-        self.fieldnames = (("step", "epoch", "learning_rate") + LOSS_COLUMNS
-                           + (VAL_LOSS_COLUMNS if validate else ()) + ("elapsed_seconds",))
+        self._set_components(loss_components)
         self._writers = None
+
+    def _set_components(self, components):
+        self.loss_components = tuple(components) if components else None
+        if self.loss_components is None:
+            self.fieldnames = None
+            return
+        self.loss_columns = self.loss_components + ("total_loss",)
+        val = tuple(f"val_{c}" for c in self.loss_columns) if self.validate else ()
+        self.fieldnames = ("step", "epoch", "learning_rate") + self.loss_columns + val + (
+            "elapsed_seconds",)
 
     # -- tracker arithmetic
     def _trackers(self):
-        m = self.model
-        return {"classification_loss": m.classification_loss_tracker,
-                "localization_loss": m.localization_loss_tracker,
-                "regularization_loss": m.regularization_loss_tracker}
+        return {k: self.model.loss_trackers[k] for k in self.loss_components}
 
     def _read(self):
         return {k: (float(keras.ops.convert_to_numpy(t.total)),
@@ -389,11 +404,13 @@ class TrainLogger(keras.callbacks.Callback):
         self._last = now
 
     def _reset_interval(self):
-        self._sums = {k: [0.0, 0.0] for k in LOSS_COMPONENTS}
+        self._sums = {k: [0.0, 0.0] for k in self.loss_components}
 
     # -- Keras hooks
     def on_train_begin(self, logs=None):
         os.makedirs(os.path.dirname(self.csv_path) or ".", exist_ok=True)
+        if self.loss_components is None:
+            self._set_components(loss_components_of(self.model))
         self.start_step = global_step(self.model)
         truncate_csv(self.csv_path, self.start_step, self.fieldnames)
         self._last = self._read()
@@ -432,14 +449,14 @@ class TrainLogger(keras.callbacks.Callback):
         row = {"step": step, "epoch": round(step / self.steps_per_epoch, 4),
                "learning_rate": float(self.learning_rate(max(step - 1, 0)))}
         total = 0.0
-        for k in LOSS_COMPONENTS:
+        for k in self.loss_components:
             s, n = self._sums[k]
             row[k] = s / n if n else float("nan")
             total += row[k]
         row["total_loss"] = total
         if self.validate is not None and step % self.val_every == 0:
             values = self.validate()
-            for k in LOSS_COLUMNS:
+            for k in self.loss_columns:
                 row[f"val_{k}"] = float(values[k])
         row["elapsed_seconds"] = round(self.clock.elapsed(), 3)
         append_csv_row(self.csv_path, row, self.fieldnames)
@@ -454,11 +471,11 @@ class TrainLogger(keras.callbacks.Callback):
         if not self._writers:
             return
         with self._writers["train"].as_default(step=step):
-            for k in LOSS_COLUMNS + ("learning_rate",):
+            for k in self.loss_columns + ("learning_rate",):
                 _scalar_summary(k, row[k], step)
         if "val_total_loss" in row:
             with self._writers["validation"].as_default(step=step):
-                for k in LOSS_COLUMNS:
+                for k in self.loss_columns:
                     _scalar_summary(k, row[f"val_{k}"], step)
         for writer in self._writers.values():
             writer.flush()

@@ -30,13 +30,15 @@ unless overridden, and are baked into the graph.
   one ``serving_default`` signature (LiteRT's signature runner) and uses
   builtin ops only; ONNX is converted with ``tf2onnx`` (opset 17 by default).
 
-Decoding and NMS run inside every exported graph through the model family's
-own inference wrapper, :func:`ssd_keras.models.base.build_inference_model`
-(for SSD the :class:`~ssd_keras.families.ssd.postprocess.DecodeDetections` layer, whose NMS is
-a single ``NonMaxSuppressionV5`` per image: a TFLite builtin and an ONNX
-``NonMaxSuppression``).  A new family plugs in by returning the same
-detections dict from its inference model: ``boxes`` in input pixels
-``[xmin, ymin, xmax, ymax]``, ``scores``, ``classes`` (1..K), ``num_detections``.
+Decoding runs inside every exported graph: the family's decoder layer
+(``config.family.decoder_layer``) on top of the model, through
+:func:`ssd_keras.models.base.build_inference_model` -- for SSD the
+:class:`~ssd_keras.families.ssd.postprocess.DecodeDetections` layer, whose NMS
+is a single ``NonMaxSuppressionV5`` per image (a TFLite builtin and an ONNX
+``NonMaxSuppression``); for CenterNet the peak decoder (max-pool + top-k, no
+NMS).  A new family plugs in by returning the same detections dict from its
+decoder layer: ``boxes`` in input pixels ``[xmin, ymin, xmax, ymax]``,
+``scores``, ``classes`` (1..K), ``num_detections``.
 """
 from __future__ import annotations
 

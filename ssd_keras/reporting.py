@@ -8,9 +8,11 @@ shapes of the reference write-ups:
 * :func:`plot_loss_history` -- training and validation total loss against
   steps, with and without weight decay, learning-rate drops of step-wise
   schedules marked (the SSD300 VOC07+12 "loss history").
-* :func:`plot_loss_components` -- ``Loss_classification_loss.svg``,
-  ``Loss_localization_loss.svg``, ``Loss_regularization_loss.svg``,
-  ``Loss_total_loss.svg`` (+ PNG), as in "Experiment 01".
+* :func:`plot_loss_components` -- one ``Loss_<name>.svg`` (+ PNG) per loss
+  column of the run's own log, as in "Experiment 01": an SSD run's
+  ``Loss_classification_loss``, ``Loss_localization_loss``,
+  ``Loss_regularization_loss``, ``Loss_total_loss``; a CenterNet run's
+  ``Loss_object_center_loss``, ``Loss_box_scale_loss``, ``Loss_box_offset_loss``, ...
 * :func:`ap_table` / :func:`ap_table_markdown` -- classes x steps (20k, 40k,
   ...) plus an ``mAP`` row.
 * :func:`experiment_tables` / :func:`tables_markdown` -- the research log's
@@ -27,14 +29,35 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-LOSS_COMPONENTS = ("classification_loss", "localization_loss", "regularization_loss",
-                   "total_loss")
 AP_COLUMNS = (("AP", "mAP"), ("AP50", "mAP @.50IOU"), ("AP75", "mAP @.75IOU"),
               ("APs", "mAP (small)"), ("APm", "mAP (medium)"), ("APl", "mAP (large)"))
 AR_COLUMNS = (("AR1", "AR@1"), ("AR10", "AR@10"), ("AR100", "AR@100"),
               ("ARs", "AR@100 (small)"), ("ARm", "AR@100 (medium)"), ("ARl", "AR@100 (large)"))
-LOSS_TABLE_COLUMNS = ("localization_loss", "classification_loss", "regularization_loss",
-                      "total_loss")
+#: the research log's loss-table order for the SSD names; any other family's
+#: components follow in their log's order, then ``regularization_loss``, ``total_loss``.
+LOSS_TABLE_FIRST = ("localization_loss", "classification_loss")
+_LOSS_TABLE_LAST = ("regularization_loss", "total_loss")
+
+
+def loss_columns(columns: Sequence[str]) -> list:
+    """The training-loss columns of a train log, in order: its family's components,
+    ``regularization_loss``, ``total_loss`` (``val_*`` and other columns left out)."""
+    own = [c for c in columns if str(c).endswith("_loss") and not str(c).startswith("val_")]
+    components = [c for c in own if c not in _LOSS_TABLE_LAST]
+    return components + [c for c in _LOSS_TABLE_LAST if c in own]
+
+
+def loss_table_columns(per_run: Sequence[Sequence[str]]) -> list:
+    """The loss table's columns for runs with these loss columns (each :func:`loss_columns`).
+
+    SSD runs give the research log's ``localization_loss, classification_loss,
+    regularization_loss, total_loss``; a CenterNet run adds ``object_center_loss,
+    box_scale_loss, box_offset_loss`` (other runs' cells there are empty).
+    """
+    seen = [c for c in LOSS_TABLE_FIRST if any(c in cols for cols in per_run)]
+    for cols in per_run:
+        seen += [c for c in cols if c not in seen and c not in _LOSS_TABLE_LAST]
+    return seen + list(_LOSS_TABLE_LAST)
 
 
 def _pyplot():
@@ -197,7 +220,7 @@ def plot_loss_history(runs, out_path: Optional[str] = "figures/loss_history", na
 
 def plot_loss_components(run_or_log, out_dir: str = "figures", prefix: str = "Loss_",
                          smoothing: float = 0.0) -> list:
-    """Four figures, one per loss, named like the reference ``Loss_<name>.svg`` (+ ``.png``).
+    """One figure per loss column of the log, named like the reference ``Loss_<name>.svg`` (+ ``.png``).
 
     Args:
         run_or_log: run folder, CSV or DataFrame.
@@ -209,13 +232,13 @@ def plot_loss_components(run_or_log, out_dir: str = "figures", prefix: str = "Lo
     term (``regularization_loss``), labelled.
 
     Returns:
-        The written paths (SVG then PNG for each of classification,
-        localization, regularization, total).
+        The written paths (SVG then PNG for each of :func:`loss_columns`: an
+        SSD run's classification, localization, regularization, total).
     """
     plt = _pyplot()
     log = load_train_log(run_or_log)
     paths = []
-    for name in LOSS_COMPONENTS:
+    for name in loss_columns(log.columns):
         fig, ax = plt.subplots(figsize=(5, 3.5))
         values = log[name].to_numpy(float)
         if smoothing:
@@ -338,7 +361,7 @@ def run_summary(run_dir: str) -> dict:
         "steps": int(last["step"]) if "step" in last else metrics.get("step"),
         "elapsed_seconds": last.get("elapsed_seconds"),
         "metrics": metrics,
-        "losses": {k: last.get(k, np.nan) for k in LOSS_TABLE_COLUMNS},
+        "losses": {k: last[k] for k in loss_columns(list(last))},
     }
 
 
@@ -351,7 +374,9 @@ def experiment_tables(run_dirs: Sequence[str], names: Optional[Sequence[str]] = 
         size, training time`` ("2h 29m 41s"); the AP / AR tables use the
         ``metrics.json`` COCO keys (``AP``...``ARl``; -1 where COCO has no
         objects of a size) with the reference column names; ``loss``: the
-        last logged interval's losses.  All with ``steps`` and ``total_classes``.
+        last logged interval's losses under each run's own names
+        (:func:`loss_table_columns`; empty where a run's family has no such
+        loss).  All with ``steps`` and ``total_classes``.
     """
     summaries = [run_summary(os.fspath(d)) for d in run_dirs]
     if names:
@@ -367,8 +392,10 @@ def experiment_tables(run_dirs: Sequence[str], names: Optional[Sequence[str]] = 
         ar.append({"No": no, **{label: s["metrics"].get(k, np.nan) for k, label in AR_COLUMNS},
                    **tail})
         loss.append({"No": no, **s["losses"], **tail})
+    loss_cols = loss_table_columns([list(s["losses"]) for s in summaries])
     return {"runs": pd.DataFrame(runs), "average_precision": pd.DataFrame(ap),
-            "average_recall": pd.DataFrame(ar), "loss": pd.DataFrame(loss)}
+            "average_recall": pd.DataFrame(ar),
+            "loss": pd.DataFrame(loss, columns=["No", *loss_cols, "steps", "total_classes"])}
 
 
 def _markdown(df: pd.DataFrame, decimals: int = 3) -> str:

@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ssd_keras import presets
 from ssd_keras.families import FAMILIES, get_family
-from ssd_keras.families.centernet import (CenterNetConfig, CenterNetFamily, CenterNetModel,
-                                          build_centernet_inference_model, centernet_preset)
+from ssd_keras.families.centernet import CenterNetFamily, CenterNetModel
+from ssd_keras.models.base import build_inference_model
 
 
 def _tiny_config(**changes):
-    fields = dict(name="centernet_tiny", image_size=(32, 48), num_classes=3,
+    fields = dict(name="centernet_tiny", image_size=(32, 48), num_classes=3, class_names=None,
                   backbone=dict(widths=(8, 8, 16), blocks=(1, 1, 1), fpn_channels=(8, 16)),
-                  head=dict(head_channels=8, max_objects=4), weight_decay=1e-4)
-    return centernet_preset("centernet_digits", **{**fields, **changes})
+                  head_channels=8, max_objects=4, weight_decay=1e-4)
+    return presets.get("centernet_digits").replace(**{**fields, **changes})
 
 
 def _targets(config, batch):
@@ -29,12 +30,12 @@ def test_family_is_registered():
     assert get_family("centernet").loss_names == ("object_center", "box_scale", "box_offset")
     head = get_family("centernet").head_from_dict({"kind": "centernet", "output_stride": 4})
     assert head.heatmap_prior_bias == -2.19 and head.size_loss_weight == 0.1
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match="unknown CenterNetHead fields"):
         get_family("centernet").head_from_dict({"kind": "centernet", "stride": 4})
 
 
 def test_resnet101_fpn_512_builds_with_stride_4_outputs():
-    config = centernet_preset("centernet_resnet101_fpn_512")
+    config = presets.get("centernet_resnet101_fpn_512")
     model = CenterNetModel(config)
     shapes = {k: tuple(v.shape) for k, v in zip(("object_center", "box_scale", "box_offset"),
                                                 (model.output["object_center"],
@@ -80,7 +81,7 @@ def test_fit_tracks_each_loss_component_and_inference_model_decodes():
     total = sum(logs[f"{n}_loss"] for n in ("object_center", "box_scale", "box_offset",
                                              "regularization"))
     assert logs["loss"] == pytest.approx(total, rel=1e-4)
-    inference = build_centernet_inference_model(model, max_detections=7)
+    inference = build_inference_model(model, max_detections=7)
     det = inference(images[:1])
     assert tuple(det["boxes"].shape) == (1, 7, 4)
     assert float(np.max(det["boxes"])) <= 48.0
@@ -94,8 +95,8 @@ def test_config_errors_name_the_value():
                                                   fpn_channels=(8, 16), depth=3)))
     with pytest.raises(ValueError, match="multiple of the output stride"):
         _tiny_config(image_size=(30, 48))
-    with pytest.raises(ValueError, match="unknown CenterNet architecture"):
-        CenterNetConfig(architecture="vgg")
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'"):
+        CenterNetModel(_tiny_config(architecture="vgg"))
 
 
 def test_saved_centernet_reloads_after_plain_import_ssd_keras(tmp_path):

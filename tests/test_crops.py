@@ -6,13 +6,14 @@ import pytest
 import tensorflow as tf
 
 from ssd_keras.boxes import center_to_corners, decode_boxes, pairwise_iou
-from ssd_keras.config import MultiscaleAnchors
+from ssd_keras.families.ssd.anchors import MultiscaleAnchors
+from ssd_keras.families.ssd.matching import encode_targets_for_config
 from ssd_keras.experiments.digits import crops
 from ssd_keras.experiments.digits.crops import CropSpec, ImageBank
 from ssd_keras.data.records import Record
 
 S = 64
-SPEC = CropSpec(crop_size=S, object_probability=0.7, min_visible=0.9, ignore_iou=0.3)
+SPEC = CropSpec(crop_size=S, object_probability=0.7, min_visible=0.9)
 
 
 def _config():
@@ -85,7 +86,7 @@ def test_positive_anchors_decode_to_fully_visible_ground_truth():
             corners = center_to_corners(anchors).numpy()
             iou = pairwise_iou(local[cut].astype(np.float32), corners).numpy().max(axis=0)
             assert not np.any(positive & (iou >= 0.5))
-            near = labels[iou >= SPEC.ignore_iou]
+            near = labels[iou >= config.head.ignore_iou_threshold]
             assert np.all(near != 0) and np.any(near == -1)   # ignored (or another object's)
             seen_cut += 1
     assert seen_positive > 10 and seen_cut > 0
@@ -168,3 +169,46 @@ def test_records_with_voc_convention_are_converted(tmp_path):
     np.testing.assert_allclose(bank.boxes[0, 0], [10, 20, 30, 40])
     with pytest.raises(ValueError):
         crops.load_image_bank([])
+
+
+def _pre_seam_crop_targets(pos_boxes, pos_labels, cut_boxes, cut_visible, anchors, ignore_iou):
+    """The crop targets as the digits job computed them before the family seam (for identity)."""
+    targets = encode_targets_for_config(pos_boxes, pos_labels, _config(), anchors=anchors)
+    corners = center_to_corners(anchors)
+    iou = pairwise_iou(tf.concat([cut_boxes, cut_visible], 0), corners)
+    near = tf.reduce_any(iou >= ignore_iou, axis=0)
+    labels = targets["labels"]
+    return {"labels": tf.where(near & tf.equal(labels, 0), -1, labels), "boxes": targets["boxes"]}
+
+
+def test_ssd_encoder_ignore_labels_reproduce_the_pre_seam_crop_targets():
+    """Boxes labelled -1 do inside the SSD encoder exactly what the crop module did by hand."""
+    config = _config()
+    encode = config.family.target_encoder(config, (S, S))
+    anchors = tf.constant(config.anchors((S, S)))
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        p, q = rng.integers(0, 4), rng.integers(0, 3)
+        xy = rng.uniform(-0.2, 0.8, (p + q, 2))
+        wh = rng.uniform(0.1, 0.4, (p + q, 2))
+        boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+        pos = np.clip(boxes[:p], 0, 1)
+        cut, visible = boxes[p:], np.clip(boxes[p:], 0, 1)
+        labels = rng.integers(1, 11, p).astype(np.int32)
+        got = encode(np.concatenate([pos, cut, visible]),
+                     np.concatenate([labels, -np.ones(2 * q, np.int32)]))
+        want = _pre_seam_crop_targets(pos, labels, cut, visible, anchors,
+                                      config.head.ignore_iou_threshold)
+        np.testing.assert_array_equal(got["labels"].numpy(), want["labels"].numpy())
+        np.testing.assert_array_equal(got["boxes"].numpy(), want["boxes"].numpy())
+
+
+def test_crops_feed_any_family():
+    """The same crop sampler gives CenterNet targets for a CenterNet config (its own encoder)."""
+    from ssd_keras import presets
+    config = presets.get("centernet_digits").replace(image_size=(S, S))
+    ds = crops.crop_dataset(_coordinate_bank(), config, batch_size=2, spec=SPEC, seed=1)
+    images, targets = next(iter(ds))
+    assert images.shape == (2, S, S, 3)
+    assert targets["heatmap"].shape == (2, S // 4, S // 4, 10)
+    assert float(tf.reduce_max(targets["heatmap"])) == 1.0   # some object centre in the crops

@@ -10,15 +10,18 @@ import re  # noqa: E402
 import pytest  # noqa: E402
 
 from ssd_keras import presets  # noqa: E402
+from ssd_keras.families.centernet import model as centernet_model  # noqa: E402
 from ssd_keras.models import digits, mobilenet, vgg  # noqa: E402
 from ssd_keras.models.base import SSDModel  # noqa: E402
 from ssd_keras.models.options import backbone_options, declared_backbone_options  # noqa: E402
 
-#: the SSD builders' declarations (module constants and registry agree).
+#: the builders' declarations (module constants and registry agree).
 DECLARED = {"ssd_vgg16": vgg.SSD_VGG16_OPTIONS,
             "ssd_mobilenet_v2": mobilenet.SSD_MOBILENET_V2_OPTIONS,
             "ssd_mobilenet_v2_fpnlite": mobilenet.SSD_MOBILENET_V2_FPNLITE_OPTIONS,
-            "digits_convnet": digits.DIGITS_CONVNET_OPTIONS}
+            "digits_convnet": digits.DIGITS_CONVNET_OPTIONS,
+            "resnet101_fpn": centernet_model.RESNET_OPTIONS,
+            "centernet_convnet": centernet_model.CONVNET_OPTIONS}
 
 
 def test_builders_declare_their_options():

@@ -160,7 +160,7 @@ def test_interval_means_are_exact(tmp_path):
 
     class Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            t = self.model.classification_loss_tracker
+            t = self.model.loss_trackers["classification_loss"]
             seen.append((float(t.total.numpy()), float(t.count.numpy())))
 
     config = tiny_config(num_classes=3)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import keras
 
-from ssd_keras.config import DetectorConfig, MultiscaleAnchors
+from ssd_keras.config import DetectorConfig
+from ssd_keras.families.ssd.anchors import MultiscaleAnchors
+from ssd_keras.families.ssd.head import SSDHead
 from ssd_keras.data.voc import VOC_CLASSES
 from ssd_keras.models.base import conv_heads, register_architecture
 
@@ -29,8 +31,10 @@ def tiny_config(num_classes=20, size=32, name="tiny", weight_decay=5e-4):
     return DetectorConfig(
         name=name, architecture="tiny_test", image_size=(size, size), num_classes=num_classes,
         class_names=VOC_CLASSES[:num_classes] if num_classes == 20 else None,
-        anchor_generator=MultiscaleAnchors(min_level=3, max_level=4, anchor_scale=2.0,
-                                           scales_per_octave=1, aspect_ratios=(1.0, 2.0, 0.5)),
-        feature_map_sizes=None, feature_strides=(8, 16), input_scaling="tf",
-        pixel_mean=(127.5, 127.5, 127.5), channel_order="rgb", weight_decay=weight_decay,
-        max_detections=20, max_detections_per_class=20)
+        input_scaling="tf", pixel_mean=(127.5, 127.5, 127.5), channel_order="rgb",
+        weight_decay=weight_decay,
+        head=SSDHead(anchor_generator=MultiscaleAnchors(min_level=3, max_level=4, anchor_scale=2.0,
+                                                        scales_per_octave=1,
+                                                        aspect_ratios=(1.0, 2.0, 0.5)),
+                     feature_map_sizes=None, feature_strides=(8, 16),
+                     max_detections=20, max_detections_per_class=20))

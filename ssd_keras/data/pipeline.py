@@ -14,12 +14,13 @@ Data flows one way (records in, model-ready batches out):
 3. Training: :func:`ssd_keras.data.augment.ssd_augment` (photometric, expand,
    min-IoU crop, flip, random-interpolation resize).  Otherwise a plain
    bilinear resize.
-4. Targets: :func:`ssd_keras.families.ssd.matching.encode_targets_for_config` against
-   ``config.anchors()``.
+4. Targets: the family's encoder, ``config.family.target_encoder(config)``
+   (SSD: anchor matching against ``config.anchors()``; CenterNet: heatmaps,
+   sizes and offsets), graph ops only.
 5. Batch, prefetch.
 
 Images leave the pipeline as RGB float32 in ``[0, 255]`` because
-:class:`~ssd_keras.models.base.SSDModel` normalises its own input
+:class:`~ssd_keras.models.base.DetectorModel` normalises its own input
 (``InputScaling`` layer: mean/BGR for Caffe VGG, ``[-1, 1]`` for MobileNet).
 :func:`preprocess_images` is the same transform as a function, for models
 without that layer (pass ``preprocess=True``).
@@ -43,7 +44,6 @@ from ssd_keras.boxes import validate_boxes
 from ssd_keras.data.augment import resize, ssd_augment
 from ssd_keras.data.check import JPEG_EOI_WINDOW
 from ssd_keras.data.records import Record, normalized_boxes
-from ssd_keras.families.ssd.matching import encode_targets_for_config
 
 AugmentFn = Callable  # (image, boxes, labels, seed) -> (image, boxes, labels)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -177,7 +177,7 @@ def make_dataset(records: Sequence[Record], config, batch_size: int, training: b
         records: the annotated images (boxes in source pixels; converted with
             :func:`~ssd_keras.data.records.normalized_boxes`).
         config: a :class:`~ssd_keras.config.DetectorConfig` (image size,
-            anchors, variances, matching thresholds, pixel mean).
+            pixel mean, and the family's head for the targets).
         batch_size: images per batch.
         training: augment, shuffle, repeat and drop the last partial batch by
             default; otherwise plain resize, record order, one pass.
@@ -196,13 +196,15 @@ def make_dataset(records: Sequence[Record], config, batch_size: int, training: b
         skip_crowd: when training, drop images whose only annotations are COCO
             crowd regions (crowd boxes never become targets either way).
         preprocess: apply :func:`preprocess_images`; leave ``False`` for
-            :class:`~ssd_keras.models.base.SSDModel`, which normalises itself.
+            :class:`~ssd_keras.models.base.DetectorModel`, which normalises itself.
 
     Returns:
-        A dataset of ``(images float32 (B, H, W, 3) RGB [0, 255],
-        {"labels": int32 (B, N), "boxes": float32 (B, N, 4)})`` where ``N`` is
-        the number of anchors; labels 0 = background, -1 = ignored, 1..K
-        classes; boxes are encoded offsets (zeros for non-positives).
+        A dataset of ``(images float32 (B, H, W, 3) RGB [0, 255], targets)``
+        with the family's targets batched: SSD ``{"labels": int32 (B, N),
+        "boxes": float32 (B, N, 4)}`` (``N`` anchors; labels 0 = background,
+        -1 = ignored, 1..K classes; boxes are encoded offsets, zeros for
+        non-positives); CenterNet heatmaps, sizes, offsets
+        (:mod:`ssd_keras.families.centernet.targets`).
     """
     records = list(records)
     if training and skip_crowd:
@@ -222,7 +224,7 @@ def make_dataset(records: Sequence[Record], config, batch_size: int, training: b
         seed = random.SystemRandom().randrange(2 ** 31)
 
     height, width = (int(s) for s in config.image_size)
-    anchors = tf.constant(config.anchors(), tf.float32)
+    encode = config.family.target_encoder(config)
     load = _loader(_records_to_tensors(records))
 
     indices = tf.data.Dataset.range(len(records))
@@ -246,8 +248,7 @@ def make_dataset(records: Sequence[Record], config, batch_size: int, training: b
             image = resize(image, (height, width))
         if preprocess:
             image = preprocess_images(image, config)
-        targets = encode_targets_for_config(boxes, labels, config, anchors)
-        return image, targets
+        return image, encode(boxes, labels)
 
     ds = elements.map(prepare, num_parallel_calls=num_parallel_calls,
                       deterministic=deterministic)

@@ -3,7 +3,8 @@
 ``predict_records`` reads and resizes the images with the evaluation pipeline
 (:func:`ssd_keras.data.pipeline.make_eval_dataset`: record order, bilinear
 resize to ``config.image_size``, RGB ``[0, 255]``), runs the model and decodes
-with the config's NMS settings, then maps the normalised boxes back to each
+with its family's decoder (``config.family.decode``: SSD's NMS, CenterNet's
+peaks) and the config's settings, then maps the normalised boxes back to each
 record's source pixels in the record's own convention (VOC 1-based, COCO
 0-based; see :mod:`ssd_keras.data.records`), using the annotated
 ``width``/``height`` -- the same sizes the training targets were normalised with.
@@ -12,19 +13,18 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-import numpy as np
 
 METRICS = ("voc07", "voc", "coco")
 
 
-def _predict_fn(model, config, anchors, overrides):
+def _predict_fn(model, config, overrides):
     import tensorflow as tf
 
-    from ssd_keras.families.ssd.postprocess import decode_for_config
+    family = config.family
 
     @tf.function(reduce_retracing=True)
     def predict(images):
-        return decode_for_config(model(images, training=False), config, anchors, **overrides)
+        return family.decode(model(images, training=False), config, **overrides)
     return predict
 
 
@@ -32,12 +32,14 @@ def predict_records(model, records: Sequence, batch_size: int = 8, **decode_over
     """Detections for each record, in its source pixels.
 
     Args:
-        model: an :class:`~ssd_keras.models.base.SSDModel` (or any model whose
-            ``detector_config`` describes its outputs).
+        model: a :class:`~ssd_keras.models.base.DetectorModel` (or any model
+            whose ``detector_config`` describes its outputs).
         records: :class:`~ssd_keras.data.records.Record` list.
         batch_size: images per forward pass.
-        decode_overrides: ``score_threshold``, ``iou_threshold``,
-            ``max_detections``, ``max_detections_per_class``.
+        decode_overrides: the family's decoding overrides (SSD:
+            ``score_threshold``, ``iou_threshold``, ``max_detections``,
+            ``max_detections_per_class``; CenterNet: ``score_threshold``,
+            ``max_detections``, ``peak_pool``).
 
     Returns:
         One dict per record: ``boxes`` ``(k, 4)`` float32 ``[xmin, ymin, xmax,
@@ -46,14 +48,13 @@ def predict_records(model, records: Sequence, batch_size: int = 8, **decode_over
     """
     from ssd_keras.data.pipeline import make_eval_dataset
     from ssd_keras.data.records import pixel_boxes
-    from ssd_keras.families.ssd.postprocess import detections_to_numpy
+    from ssd_keras.families.base import detections_to_numpy
 
     records = list(records)
     if not records:
         return []
     config = model.detector_config
-    predict = _predict_fn(model, config, np.asarray(config.anchors(), np.float32),
-                          decode_overrides)
+    predict = _predict_fn(model, config, decode_overrides)
     detections = []
     for images, meta in make_eval_dataset(records, config, batch_size):
         decoded = detections_to_numpy(predict(images))

@@ -33,10 +33,16 @@ Conventions at the seam
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Dict, Sequence, Tuple
 
 #: kind -> family instance; :func:`register_family` fills it.
 FAMILIES: Dict[str, "DetectorFamily"] = {}
+
+#: the package's own families: imported on their first lookup, so a config can
+#: name its family before anything imported the family's module.
+BUILTIN_FAMILIES = {"ssd": "ssd_keras.families.ssd.family",
+                    "centernet": "ssd_keras.families.centernet.family"}
 
 
 class DetectorFamily:
@@ -50,16 +56,29 @@ class DetectorFamily:
 
     kind: str = ""
     loss_names: Tuple[str, ...] = ()
+    #: names of the raw outputs, the order of an architecture's tuple (see
+    #: :func:`ssd_keras.models.base.build_detector_graph`).
+    output_names: Tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- config
     def head_from_dict(self, d: dict):
         """The family's head config (a frozen dataclass with ``kind``) from its dict."""
         raise NotImplementedError
 
+    def check_config(self, config) -> None:
+        """Raise one line when ``config``'s common fields do not suit the head (default: fine).
+
+        Called by ``DetectorConfig`` after its own checks (e.g. CenterNet: the
+        input size must be a multiple of the output stride).
+        """
+
     # ----------------------------------------------------------------- model
     def build_head(self, features: Sequence, config) -> Dict[str, object]:
         """Backbone/neck feature maps ``[(B, h_k, w_k, c_k)]`` -> raw outputs dict (float32)."""
         raise NotImplementedError
+
+    def check_outputs(self, outputs: Dict[str, object], config) -> None:
+        """Raise one line when the graph's raw outputs do not fit ``config`` (default: no check)."""
 
     # --------------------------------------------------------------- targets
     def target_encoder(self, config, image_size=None) -> Callable:
@@ -94,6 +113,35 @@ class DetectorFamily:
         raise NotImplementedError
 
 
+def detections_to_numpy(decoded, image_sizes=None, convention="coco"):
+    """Batched decoder output (any family) -> list (one per image) of numpy dicts.
+
+    Each dict has ``boxes`` ``(k, 4)``, ``scores`` ``(k,)``, ``labels`` ``(k,)``
+    for the image's ``num_detections`` = ``k`` entries.  Boxes are normalised
+    unless ``image_sizes`` (a list of ``(height, width)``) is given, then in
+    that image's source pixels under ``convention`` (``"voc"``: 1-based,
+    ``"coco"``: 0-based; see :mod:`ssd_keras.data.records`).
+    """
+    import numpy as np
+
+    from ssd_keras.data.records import pixel_boxes
+
+    boxes = np.asarray(decoded["boxes"])
+    scores = np.asarray(decoded["scores"])
+    classes = np.asarray(decoded["classes"])
+    counts = np.asarray(decoded["num_detections"])
+    out = []
+    for i in range(len(counts)):
+        n = int(counts[i])
+        b = boxes[i, :n]
+        if image_sizes is not None:
+            h, w = image_sizes[i]
+            b = pixel_boxes(b, w, h, convention)
+        out.append({"boxes": b.astype(np.float32), "scores": scores[i, :n].astype(np.float32),
+                    "labels": classes[i, :n].astype(np.int32)})
+    return out
+
+
 def register_family(family: DetectorFamily) -> DetectorFamily:
     """Register ``family`` under ``family.kind`` (idempotent for the same class)."""
     if not family.kind:
@@ -104,6 +152,9 @@ def register_family(family: DetectorFamily) -> DetectorFamily:
 
 def get_family(kind: str) -> DetectorFamily:
     """The registered family for a head ``kind``; a one-line error naming the known ones."""
+    if kind not in FAMILIES and kind in BUILTIN_FAMILIES:
+        importlib.import_module(BUILTIN_FAMILIES[kind])
     if kind not in FAMILIES:
-        raise ValueError(f"unknown detector family {kind!r}; known: {sorted(FAMILIES)}")
+        raise ValueError(f"unknown detector family {kind!r}; known: "
+                         f"{sorted(set(FAMILIES) | set(BUILTIN_FAMILIES))}")
     return FAMILIES[kind]

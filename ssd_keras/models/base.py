@@ -1,21 +1,28 @@
-"""The SSD model class shared by every architecture, and the prediction heads.
+"""The task model shared by every detector family and architecture.
 
-:class:`SSDModel` is a functional Keras model built from a
+:class:`DetectorModel` is a functional Keras model built from a
 :class:`~ssd_keras.config.DetectorConfig`.  It
 
 * takes RGB float images ``(B, H, W, 3)`` in ``[0, 255]`` (it preprocesses itself),
-* returns ``{"classification": (B, N, C) logits, "regression": (B, N, 4) offsets}``
-  for the ``N = config.num_anchors()`` anchors in the order of ``config.anchors()``
-  (``C = K + 1`` with background first for the softmax loss, ``C = K`` for sigmoid),
-  both float32 even under mixed precision,
-* computes its own loss from the config (``model.compile(optimizer)`` is enough)
-  and logs its parts as the metrics ``classification_loss``,
-  ``localization_loss``, ``regularization_loss`` beside Keras' total ``loss``,
+* returns the raw outputs of its family as a dict of float32 tensors (SSD:
+  ``{"classification": (B, N, C) logits, "regression": (B, N, 4) offsets}`` for
+  the ``N = config.num_anchors()`` anchors in the order of ``config.anchors()``,
+  ``C = K + 1`` with background first for the softmax loss, ``C = K`` for
+  sigmoid; CenterNet: ``object_center`` / ``box_scale`` / ``box_offset`` maps),
+* computes its own loss through ``config.family`` (``model.compile(optimizer)``
+  is enough) and logs its parts as the metrics ``<name>_loss`` (SSD:
+  ``classification_loss``, ``localization_loss``) and ``regularization_loss``
+  beside Keras' total ``loss``,
+* decodes through the family (:meth:`DetectorModel.detect`,
+  :func:`build_inference_model`),
 * serialises to ``.keras`` through its config alone (safe mode, no
   ``custom_objects``), since rebuilding from the config gives the same graph.
+  :class:`SSDModel` is the same class under the name older files carry.
 
-Architectures register a builder ``fn(images, config) -> (class_logits, box_offsets)``
-under their ``config.architecture`` name with :func:`register_architecture`; the
+Architectures register a builder ``fn(images, config)`` under their
+``config.architecture`` name with :func:`register_architecture`; it returns the
+raw outputs (a dict, or a tuple in ``family.output_names`` order) or a list of
+feature maps for the family's head (see :func:`build_detector_graph`).  The
 package :mod:`ssd_keras.models` imports the builder modules, so they are
 registered before this module can be used (it never imports them itself).
 Starting weights (``build_model(config, weights=...)``) are
@@ -35,7 +42,12 @@ _ARCHITECTURES = {}
 
 
 def register_architecture(name):
-    """Decorator: register ``fn(images, config) -> (class_logits, box_offsets)``."""
+    """Decorator: register ``fn(images, config) -> raw outputs or feature maps``.
+
+    ``images``: the scaled input ``(B, H, W, 3)``.  Return the raw outputs
+    (a dict, or a tuple in ``config.family.output_names`` order) or a list of
+    ``(B, h_k, w_k, c_k)`` feature maps for the family's head.
+    """
     def wrap(fn):
         _ARCHITECTURES[name] = fn
         return fn
@@ -64,31 +76,34 @@ def conv_heads(features, config, kernel_size=3, names=None, bias_init=0.0, depth
                                depthwise=depthwise, kernel_regularizer=regularizer(config))
 
 
-def concat_predictions(cls_list, box_list):
-    """Concatenate per-layer ``(B, n_k, C)`` / ``(B, n_k, 4)`` tensors into float32 outputs."""
-    cls = keras.layers.Concatenate(axis=1, name="mbox_conf")(cls_list) if len(cls_list) > 1 else cls_list[0]
-    box = keras.layers.Concatenate(axis=1, name="mbox_loc")(box_list) if len(box_list) > 1 else box_list[0]
-    cls = keras.layers.Activation("linear", dtype="float32", name="classification")(cls)
-    box = keras.layers.Activation("linear", dtype="float32", name="regression")(box)
-    return cls, box
+def build_detector_graph(config: DetectorConfig):
+    """``(images, outputs)``: the Keras input ``(B, H, W, 3)`` RGB ``[0, 255]`` and raw outputs.
 
-
-def _build_graph(config: DetectorConfig):
+    The input is scaled by the model itself (:class:`InputScaling`), then the
+    architecture's builder runs.  A builder returns either its head's raw
+    outputs -- a dict, or a tuple in ``family.output_names`` order (the SSD
+    builders: ``(class_logits, box_offsets)``, their heads named as the
+    imported weights expect) -- or a *list* of feature maps, which the
+    family's :meth:`~ssd_keras.families.base.DetectorFamily.build_head` turns
+    into the raw outputs (CenterNet).  The family then checks the outputs
+    against the config (SSD: ``N = config.num_anchors()`` boxes).
+    """
     if config.architecture not in _ARCHITECTURES:
         raise ValueError(f"{config.name}: unknown architecture {config.architecture!r}; "
                          f"known: {sorted(_ARCHITECTURES)}")
+    family = config.family
     h, w = config.image_size
     images = keras.Input((h, w, 3), name="images")
     x = InputScaling(config.input_scaling, config.pixel_mean, config.channel_order,
                      name="input_scaling")(images)
-    cls, box = _ARCHITECTURES[config.architecture](x, config)
-    expected = config.num_anchors()
-    if cls.shape[1] != expected or box.shape[1] != expected:
-        raise ValueError(
-            f"{config.name}: the {config.architecture} graph predicts {cls.shape[1]} boxes but "
-            f"the config's anchors number {expected} (feature maps "
-            f"{config.get_feature_map_sizes()}); fix feature_map_sizes/feature_strides")
-    return images, {"classification": cls, "regression": box}
+    built = _ARCHITECTURES[config.architecture](x, config)
+    if isinstance(built, list):
+        built = family.build_head(built, config)
+    if isinstance(built, tuple):
+        built = dict(zip(family.output_names, built))
+    outputs = dict(built)
+    family.check_outputs(outputs, config)
+    return images, outputs
 
 
 def _replicas_in_sync() -> int:
@@ -101,20 +116,31 @@ def _replicas_in_sync() -> int:
 
 
 @keras.saving.register_keras_serializable(package="ssd_keras")
-class SSDModel(keras.Model):
-    """A single-shot detector built from a :class:`DetectorConfig` (see module docstring)."""
+class DetectorModel(keras.Model):
+    """A detector of any family, built from a :class:`DetectorConfig` (see module docstring).
+
+    The graph, the loss, the metric names and the decoding all come from
+    ``config.family`` (the family of ``config.head.kind``); this class only
+    adds what every family shares: the weight-decay term, the replica
+    arithmetic of ``tf.distribute`` and serialisation through the config.
+
+    Metrics: ``<name>_loss`` for every name in ``family.loss_names`` (SSD:
+    ``classification_loss``, ``localization_loss``; CenterNet:
+    ``object_center_loss``, ``box_scale_loss``, ``box_offset_loss``), then
+    ``regularization_loss``, beside Keras' total ``loss``.
+    """
 
     def __init__(self, detector_config, **kwargs):
         if isinstance(detector_config, dict):
             detector_config = DetectorConfig.from_dict(detector_config)
-        inputs, outputs = _build_graph(detector_config)
+        inputs, outputs = build_detector_graph(detector_config)
         kwargs.setdefault("name", detector_config.name)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.detector_config = detector_config
-        self.classification_loss_tracker = keras.metrics.Mean(name="classification_loss")
-        self.localization_loss_tracker = keras.metrics.Mean(name="localization_loss")
-        self.regularization_loss_tracker = keras.metrics.Mean(name="regularization_loss")
-        self._anchors_cache = None
+        self.family = detector_config.family
+        #: metric name -> ``keras.metrics.Mean``, in logging order (:func:`loss_metric_names`).
+        self.loss_trackers = {name: keras.metrics.Mean(name=name)
+                              for name in loss_metric_names(detector_config)}
 
     # ------------------------------------------------------------- config
     def get_config(self):
@@ -126,36 +152,33 @@ class SSDModel(keras.Model):
         return cls(**config)
 
     def anchors(self):
-        """float32 ``(N, 4)`` normalised ``(cx, cy, w, h)`` (cached ``config.anchors()``)."""
-        if self._anchors_cache is None:
-            self._anchors_cache = self.detector_config.anchors()
-        return self._anchors_cache
+        """SSD only: float32 ``(N, 4)`` normalised ``(cx, cy, w, h)`` (``config.anchors()``)."""
+        return self.detector_config.anchors()
 
     # --------------------------------------------------------------- loss
     def loss_components(self, y, y_pred):
-        """``{"classification", "localization"}`` scalars (see :mod:`ssd_keras.families.ssd.losses`).
+        """``{name: scalar}`` for the family's ``loss_names`` (this replica's share).
 
         In a ``tf.distribute`` replica context with ``R > 1`` replicas the
-        batch is this replica's share of the global batch, and both parts are
-        normalised by the positive anchors of the *global* batch (an
-        all-reduce of the per-replica counts): the ``R`` replicas' parts then
-        add up to exactly the single-device loss of the whole batch.
+        batch is this replica's share of the global batch, and every part is
+        normalised by the family's count (positive anchors, objects) of the
+        *global* batch (an all-reduce of ``family.loss_normalizer``): the
+        ``R`` replicas' parts then add up to exactly the single-device loss of
+        the whole batch.
         """
-        from ssd_keras.families.ssd.losses import detection_loss, num_positives
         normalizer = None
-        replicas = _replicas_in_sync()
-        if replicas > 1:
+        if _replicas_in_sync() > 1:
             import tensorflow as tf
             normalizer = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, num_positives(y))
-        return detection_loss(y, y_pred, self.detector_config, normalizer=normalizer)
+                tf.distribute.ReduceOp.SUM, self.family.loss_normalizer(y))
+        return self.family.loss(y, y_pred, self.detector_config, normalizer=normalizer)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """This replica's share of the loss: ``classification + localization + reg / R``.
+        """This replica's share of the loss: ``sum(family parts) + reg / R``.
 
         Keras sums the replicas' gradients, so the share is what makes a step
         on ``R`` replicas the single-device step on the same global batch: the
-        detection parts are already global-batch shares (:meth:`loss_components`)
+        family parts are already global-batch shares (:meth:`loss_components`)
         and each replica holds the whole weight-decay term, so it adds ``1/R``
         of it.  The trackers are fed ``R`` times the share, so their
         (replica-averaged) results are the global batch's values.  One device:
@@ -166,10 +189,11 @@ class SSDModel(keras.Model):
         for loss in self.losses:
             reg = reg + ops.cast(ops.sum(loss), "float32")
         replicas = _replicas_in_sync()
-        total = parts["classification"] + parts["localization"] + reg / replicas
-        self.classification_loss_tracker.update_state(parts["classification"] * replicas)
-        self.localization_loss_tracker.update_state(parts["localization"] * replicas)
-        self.regularization_loss_tracker.update_state(reg)
+        total = reg / replicas
+        for name in self.family.loss_names:
+            total = total + parts[name]
+            self.loss_trackers[f"{name}_loss"].update_state(parts[name] * replicas)
+        self.loss_trackers["regularization_loss"].update_state(reg)
         return total
 
     # ---------------------------------------------------------- inference
@@ -178,26 +202,46 @@ class SSDModel(keras.Model):
 
         Args:
             images: ``(B, H, W, 3)`` RGB ``[0, 255]`` at the model's input size.
-            overrides: decoding overrides (``score_threshold``, ``iou_threshold``,
-                ``max_detections``, ``max_detections_per_class``).
+            overrides: the family's decoding overrides (SSD: ``score_threshold``,
+                ``iou_threshold``, ``max_detections``, ``max_detections_per_class``;
+                CenterNet: ``score_threshold``, ``max_detections``, ``peak_pool``).
 
         Returns:
             ``[{"boxes": (k, 4) normalised corners, "scores": (k,), "labels": (k,)}]``.
         """
-        from ssd_keras.families.ssd.postprocess import decode_for_config, detections_to_numpy
+        from ssd_keras.families.ssd.postprocess import detections_to_numpy
 
         images = np.asarray(images, np.float32)
         out = []
         for start in range(0, len(images), batch_size):
             pred = self(images[start:start + batch_size], training=False)
             out.extend(detections_to_numpy(
-                decode_for_config(pred, self.detector_config, self.anchors(), **overrides)))
+                self.family.decode(pred, self.detector_config, **overrides)))
         return out
 
 
-def build_inference_model(model: SSDModel, **decode_overrides) -> keras.Model:
-    """Wrap a detector with :class:`~ssd_keras.families.ssd.postprocess.DecodeDetections` (TF backend)."""
-    from ssd_keras.families.ssd.postprocess import DecodeDetections
+def loss_metric_names(config) -> tuple:
+    """The loss metrics a model of ``config`` logs, in order: ``<name>_loss``... ``regularization_loss``."""
+    return tuple(f"{n}_loss" for n in config.family.loss_names) + ("regularization_loss",)
 
-    out = DecodeDetections(model.detector_config, name="detections", **decode_overrides)(model.output)
+
+@keras.saving.register_keras_serializable(package="ssd_keras")
+class SSDModel(DetectorModel):
+    """:class:`DetectorModel` under the name saved SSD ``.keras`` files carry (``ssd_keras>SSDModel``).
+
+    Identical behaviour; kept so every file written before the family seam
+    reloads, and for callers that build ``SSDModel(config)``.
+    """
+
+
+def build_inference_model(model: DetectorModel, **decode_overrides) -> keras.Model:
+    """``images -> detections`` with boxes in input pixels: the family's decoder layer on top.
+
+    SSD: :class:`~ssd_keras.families.ssd.postprocess.DecodeDetections` (per-class
+    NMS); CenterNet: :class:`~ssd_keras.families.centernet.decode.CenterNetDecoder`.
+    Output dict: ``boxes (B, D, 4)``, ``scores (B, D)``, ``classes (B, D)``
+    int32, ``num_detections (B,)`` (TF backend).
+    """
+    config = model.detector_config
+    out = config.family.decoder_layer(config, **decode_overrides)(model.output)
     return keras.Model(model.input, out, name=f"{model.name}_inference")

@@ -4,8 +4,8 @@ When every object is small and most of an image is background (the synthetic
 digits: 10-28 px digits on 512x512 images), training a fully convolutional
 detector on whole images wastes nearly all of its compute on easy negatives.
 This module samples ``S x S`` windows instead -- most of them containing an
-object -- and encodes their targets with the anchors of the config at
-``(S, S)``.  With pixel-sized anchors (:class:`~ssd_keras.config.MultiscaleAnchors`)
+object -- and encodes their targets with the config's family encoder at
+``(S, S)`` (``config.family.target_encoder(config, (S, S))``: any family).  With pixel-sized anchors (:class:`~ssd_keras.config.MultiscaleAnchors`)
 the same weights then run on the whole image (``config.anchors(image_size=(512, 512))``
 gives the same pixel anchors on a larger grid).
 
@@ -19,22 +19,23 @@ Pipeline (:func:`crop_dataset`)
    optional scale (window side ``S / scale``, resized to ``S``).
 3. Boxes in the window (:func:`crop_targets`): a box whose visible fraction
    (clipped area / area) is at least ``min_visible`` is a positive, with its
-   clipped box; a box cut more than that by the border is *ignored*: anchors
-   with IoU >= ``ignore_iou`` with its visible part or its whole box get label
-   -1 (neither positive nor negative), so half a digit is never taught as
-   background nor as a digit with a wrong box.
+   clipped box; a box cut more than that by the border is *ignored*: its
+   whole extent and its visible part go to the encoder with label ``-1`` (the
+   seam's ignore convention; SSD: anchors with IoU >=
+   ``head.ignore_iou_threshold`` with either are neither positive nor
+   negative; CenterNet: no heatmap loss inside it), so half a digit is never
+   taught as background nor as a digit with a wrong box.
 4. Light photometric augmentation (channel permutation, inversion,
    brightness/contrast); no flips (a mirrored 2 is a 5).
-5. ``encode_targets_for_config`` with ``config.anchors(image_size=(S, S))``,
-   batch, prefetch.
+5. The family's target encoder at ``(S, S)``, batch, prefetch.
 
 Every random draw is a ``tf.random.stateless_*`` op keyed by ``(seed, k)``,
 so the stream is identical for equal seeds whatever ``num_parallel_calls``.
 
 Boundaries: crops are float32 RGB in ``[0, 255]``; boxes inside are pixel
 corners ``[xmin, ymin, xmax, ymax]`` (records' COCO/VOC pixels are converted
-through :func:`ssd_keras.data.records.normalized_boxes`), targets are those of
-:func:`ssd_keras.families.ssd.matching.encode_targets`.
+through :func:`ssd_keras.data.records.normalized_boxes`), targets are the
+family's (SSD: :func:`ssd_keras.families.ssd.matching.encode_targets`).
 """
 from __future__ import annotations
 
@@ -44,9 +45,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from ssd_keras.boxes import center_to_corners, pairwise_iou
 from ssd_keras.data.records import Record, normalized_boxes
-from ssd_keras.families.ssd.matching import encode_targets_for_config
 
 _PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
@@ -60,9 +59,9 @@ class CropSpec:
         object_probability: chance that a window is placed around a random
             object of the image (else uniform over the image).
         min_visible: a box with at least this fraction of its area inside the
-            window is a positive (with its clipped box).
-        ignore_iou: anchors with IoU >= this with a box cut by the border
-            (its visible part or its whole extent) are ignored (label -1).
+            window is a positive (with its clipped box); a box cut more is
+            ignored (label -1; how close to it counts is the family's
+            setting, e.g. SSD's ``head.ignore_iou_threshold``).
         scale_range: ``(lo, hi)`` zoom factor drawn log-uniformly; a window of
             side ``S / scale`` is resized to ``S``.  ``(1, 1)`` = no resizing.
         permute_channels: random RGB channel order.
@@ -74,7 +73,6 @@ class CropSpec:
     crop_size: int = 128
     object_probability: float = 0.85
     min_visible: float = 0.9
-    ignore_iou: float = 0.3
     scale_range: Tuple[float, float] = (1.0, 1.0)
     permute_channels: bool = True
     invert_probability: float = 0.5
@@ -223,19 +221,6 @@ def crop_targets(boxes, labels, valid, origin, window, min_visible):
             tf.boolean_mask(local, cut), tf.boolean_mask(clipped, cut))
 
 
-def ignore_cut_objects(labels, anchors, cut_boxes, cut_visible, ignore_iou):
-    """Labels ``(N,)`` with background anchors near cut objects set to -1.
-
-    ``anchors`` ``(N, 4)`` normalised centre format; an anchor is ignored when
-    its IoU with a cut box's whole extent or its visible part is ``>= ignore_iou``.
-    """
-    corners = center_to_corners(anchors)
-    both = tf.concat([cut_boxes, cut_visible], 0)
-    iou = pairwise_iou(both, corners)                                    # (2c, N)
-    near = tf.reduce_any(iou >= ignore_iou, axis=0) if ignore_iou > 0 else tf.zeros_like(labels, tf.bool)
-    return tf.where(near & tf.equal(labels, 0), -1, labels)
-
-
 def photometric(image, seed, spec: CropSpec):
     """Channel permutation, inversion, brightness, contrast (float32 ``[0, 255]``)."""
     s = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
@@ -256,12 +241,13 @@ def photometric(image, seed, spec: CropSpec):
 
 def make_crop_sampler(bank: ImageBank, config, spec: CropSpec = CropSpec(), seed: int = 0,
                       augment: bool = True):
-    """``fn(index) -> (crop (S, S, 3) float32, {"labels": (N,), "boxes": (N, 4)})``.
+    """``fn(index) -> (crop (S, S, 3) float32, targets)``: the family's targets at ``(S, S)``.
 
-    ``N = config.num_anchors((S, S))``.  Deterministic in ``(seed, index)``.
+    SSD: ``{"labels": (N,), "boxes": (N, 4)}`` with ``N = config.num_anchors((S, S))``.
+    Deterministic in ``(seed, index)``.
     """
     size = int(spec.crop_size)
-    anchors = tf.constant(config.anchors(image_size=(size, size)), tf.float32)
+    encode = config.family.target_encoder(config, (size, size))
     largest_window = int(np.ceil(size / min(spec.scale_range))) + 1
     bank_images = bank.images
     short_y = max(largest_window - bank_images.shape[1], 0)
@@ -301,9 +287,9 @@ def make_crop_sampler(bank: ImageBank, config, spec: CropSpec = CropSpec(), seed
         origin = tf.cast(tf.stack([x0, y0]), tf.float32)
         pos_boxes, pos_labels, cut_boxes, cut_visible = crop_targets(
             boxes[i], labels[i], valid, origin, tf.cast(window, tf.float32), spec.min_visible)
-        targets = encode_targets_for_config(pos_boxes, pos_labels, config, anchors=anchors)
-        targets["labels"] = ignore_cut_objects(targets["labels"], anchors, cut_boxes,
-                                               cut_visible, spec.ignore_iou)
+        ignored = tf.fill([2 * tf.shape(cut_boxes)[0]], -1)     # whole extents + visible parts
+        targets = encode(tf.concat([pos_boxes, cut_boxes, cut_visible], 0),
+                         tf.concat([tf.cast(pos_labels, tf.int32), ignored], 0))
         if augment:
             crop = photometric(crop, s[5], spec)
         return crop, targets
@@ -318,7 +304,7 @@ def crop_dataset(bank: ImageBank, config, batch_size: int, spec: CropSpec = Crop
 
     Args:
         bank: decoded images (:func:`load_image_bank`).
-        config: the detector config; targets use ``config.anchors((S, S))``.
+        config: the detector config; targets are its family's at ``(S, S)``.
         batch_size: crops per batch.
         spec: :class:`CropSpec`.
         seed: stream seed; example ``k`` depends only on ``(seed, k)``.
@@ -326,8 +312,8 @@ def crop_dataset(bank: ImageBank, config, batch_size: int, spec: CropSpec = Crop
         num_examples: stop after this many examples (default: endless).
 
     Returns:
-        ``tf.data.Dataset`` of ``(crops (B, S, S, 3) float32 [0, 255],
-        {"labels": (B, N) int32, "boxes": (B, N, 4) float32})``.
+        ``tf.data.Dataset`` of ``(crops (B, S, S, 3) float32 [0, 255], targets)``
+        (SSD: ``{"labels": (B, N) int32, "boxes": (B, N, 4) float32}``).
     """
     sampler = make_crop_sampler(bank, config, spec, seed, augment)
     indices = tf.data.Dataset.range(num_examples) if num_examples is not None \

@@ -1,33 +1,19 @@
-"""CenterNet's head config, a stand-alone detector config and the CenterNet presets (as data).
+"""``CenterNetHead``: the CenterNet family's part of a detector config (``config.head``).
 
-:class:`CenterNetHead` is the family-specific head config (``kind="centernet"``)
-that ``DetectorConfig.head`` will hold once the package is restructured.
-Until then :class:`CenterNetConfig` carries the few common fields the CenterNet
-pieces read (name, input size, classes, backbone, preprocessing, weight decay)
-plus ``head``, so that the model, the ``tf.data`` encoder, the loss and the
-decoder can be built and tested on their own.  Every CenterNet function reads
-only ``config.name``, ``config.image_size``, ``config.num_classes``,
-``config.head`` (and the model builder the backbone / preprocessing /
-``weight_decay`` fields), so a future ``DetectorConfig`` with a ``head`` drops
-in unchanged.
+A :class:`~ssd_keras.config.DetectorConfig` with ``head=CenterNetHead(...)``
+is a CenterNet detector; its common fields (name, architecture
+``"resnet101_fpn"`` or ``"centernet_convnet"``, input size, classes,
+backbone, preprocessing, weight decay) are shared with every family.  Every
+CenterNet function reads only ``config.name``, ``config.image_size``,
+``config.num_classes`` and ``config.head`` (and the builders the backbone /
+preprocessing / ``weight_decay`` fields).  The presets are in
+:mod:`ssd_keras.presets` (``centernet_resnet101_fpn_512``, ``centernet_digits``).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
 
-
-def _tuple(value):
-    return tuple(_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _checked_fields(cls, d: dict) -> dict:
-    """``d`` if every key is a field of dataclass ``cls``; else one line naming the unknown keys."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return d
+from ssd_keras.config_base import checked_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,98 +68,4 @@ class CenterNetHead:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CenterNetHead":
-        return cls(**_checked_fields(cls, d))
-
-
-#: the backbone builders of this family (``CenterNetConfig.architecture``).
-ARCHITECTURES = ("resnet101_fpn", "centernet_convnet")
-
-
-@dataclasses.dataclass(frozen=True)
-class CenterNetConfig:
-    """The fields of a detector config that CenterNet reads (stand-in for ``DetectorConfig``).
-
-    Attributes:
-        name: preset or run name (also the Keras model name).
-        architecture: ``"resnet101_fpn"`` (ResNet101 v1 + the TF OD API
-            CenterNet FPN to stride 4) or ``"centernet_convnet"`` (a small
-            plain conv net + the same kind of FPN, for CPU runs).
-        image_size: model input ``(height, width)``; a multiple of 32
-            (``resnet101_fpn``) or of ``2 ** len(widths)`` (``centernet_convnet``).
-        num_classes: object classes (no background).
-        class_names: optional names of labels ``1..num_classes``.
-        backbone: builder options (see :mod:`ssd_keras.families.centernet.model`);
-            unknown keys are an error.
-        input_scaling, pixel_mean, channel_order: the model's own input
-            preprocessing (:class:`ssd_keras.layers.InputScaling`); the
-            ResNet preset uses Keras' ResNet ``"caffe"`` preprocessing
-            (BGR, ImageNet mean), as the TF OD API extractor does.
-        weight_decay: Caffe-convention weight decay (``L2(wd / 2)`` per kernel).
-        head: :class:`CenterNetHead`.
-    """
-
-    name: str = "centernet"
-    architecture: str = "centernet_convnet"
-    image_size: Tuple[int, int] = (512, 512)
-    num_classes: int = 10
-    class_names: Optional[Tuple[str, ...]] = None
-    backbone: dict = dataclasses.field(default_factory=dict)
-    input_scaling: str = "tf"
-    pixel_mean: Tuple[float, float, float] = (123.68, 116.779, 103.939)
-    channel_order: str = "rgb"
-    weight_decay: float = 0.0
-    head: CenterNetHead = dataclasses.field(default_factory=CenterNetHead)
-
-    def __post_init__(self):
-        set_ = object.__setattr__
-        if isinstance(self.head, dict):
-            set_(self, "head", CenterNetHead.from_dict(self.head))
-        for name in ("image_size", "pixel_mean", "class_names"):
-            set_(self, name, _tuple(getattr(self, name)))
-        set_(self, "backbone", {k: _tuple(v) for k, v in (self.backbone or {}).items()})
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"{self.name}: unknown CenterNet architecture {self.architecture!r}; "
-                             f"known: {list(ARCHITECTURES)}")
-        if self.num_classes < 1:
-            raise ValueError(f"{self.name}: num_classes must be >= 1, got {self.num_classes}")
-        h, w = self.image_size
-        s = self.head.output_stride
-        if h % s or w % s:
-            raise ValueError(f"{self.name}: image_size {self.image_size} is not a multiple of "
-                             f"the output stride {s}")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["head"] = self.head.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CenterNetConfig":
-        return cls(**_checked_fields(cls, d))
-
-    def replace(self, **changes) -> "CenterNetConfig":
-        return dataclasses.replace(self, **changes)
-
-
-#: presets as data (the restructure moves them into ``ssd_keras/presets.py``).
-PRESETS = {
-    # the research log's run 8: TF OD API "CenterNet ResNet101 V1 FPN 512x512"
-    "centernet_resnet101_fpn_512": dict(
-        name="centernet_resnet101_fpn_512", architecture="resnet101_fpn", image_size=(512, 512),
-        num_classes=90, input_scaling="caffe", pixel_mean=(123.68, 116.779, 103.939),
-        channel_order="bgr", weight_decay=0.0, head=dict(head_channels=256)),
-    # a small CPU CenterNet for the synthetic digits (10-28 px objects)
-    "centernet_digits": dict(
-        name="centernet_digits", architecture="centernet_convnet", image_size=(512, 512),
-        num_classes=10, input_scaling="tf", channel_order="rgb", weight_decay=0.0,
-        backbone=dict(widths=(16, 32, 64, 96), blocks=(1, 2, 2, 2),
-                      fpn_channels=(64, 64, 96)),
-        head=dict(head_channels=64, max_objects=64)),
-}
-
-
-def centernet_preset(preset: str, **overrides) -> CenterNetConfig:
-    """The preset ``preset`` as a :class:`CenterNetConfig` (``overrides`` replace fields)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown CenterNet preset {preset!r}; known: {sorted(PRESETS)}")
-    return CenterNetConfig.from_dict({**PRESETS[preset], **overrides})
+        return cls(**checked_fields(cls, d))

@@ -24,6 +24,7 @@ class CenterNetFamily(DetectorFamily):
 
     kind = "centernet"
     loss_names = ("object_center", "box_scale", "box_offset")
+    output_names = ("object_center", "box_scale", "box_offset")
 
     def head_from_dict(self, d: dict) -> CenterNetHead:
         return CenterNetHead.from_dict(d)
@@ -34,6 +35,21 @@ class CenterNetFamily(DetectorFamily):
             raise ValueError(f"{config.name}: CenterNet predicts from one stride-"
                              f"{config.head.output_stride} map, got {len(features)} maps")
         return centernet_heads(features[0], config.num_classes, config.head, regularizer(config))
+
+    def check_config(self, config):
+        h, w = config.image_size
+        s = config.head.output_stride
+        if h % s or w % s:
+            raise ValueError(f"{config.name}: image_size {config.image_size} is not a multiple of "
+                             f"the output stride {s}")
+
+    def check_outputs(self, outputs, config):
+        h, w = config.image_size
+        s = config.head.output_stride
+        got = tuple(outputs["object_center"].shape[1:3])
+        if got != (h // s, w // s):
+            raise ValueError(f"{config.name}: the {config.architecture} graph gives a "
+                             f"{got[0]}x{got[1]} map, not {h // s}x{w // s} (output stride {s})")
 
     def target_encoder(self, config, image_size=None):
         return centernet_target_encoder(config, image_size)

@@ -11,6 +11,7 @@ over columns), then the boxes of a cell.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Optional, Tuple, Union
 
@@ -235,18 +236,68 @@ _GENERATORS = {
 }
 
 
-def generate_anchors(config, image_size=None) -> np.ndarray:
-    """float32 ``(N, 4)`` normalised ``(cx, cy, w, h)`` anchors for ``config``.
+def head_feature_map_sizes(head, image_size, config_size, name="") -> Tuple[Tuple[int, int], ...]:
+    """``(h, w)`` of each source layer of an SSD ``head`` for an input of ``image_size``.
 
-    ``image_size`` ``(H, W)`` defaults to ``config.image_size``.
+    ``head.feature_map_sizes`` (fixed sizes) hold for ``config_size`` -- the
+    config's own input size -- only; otherwise ``ceil(H / stride)`` per
+    ``head.feature_strides``.  ``name`` names the config in the error.
     """
-    size = tuple(image_size) if image_size is not None else tuple(config.image_size)
-    fmaps = config.get_feature_map_sizes(size)
-    spec = config.anchor_generator
-    anchors = _GENERATORS[spec.kind](spec, size, fmaps)
+    if tuple(image_size) == tuple(config_size):
+        if head.feature_map_sizes is not None:
+            return tuple(tuple(s) for s in head.feature_map_sizes)
+    elif head.feature_map_sizes is not None:
+        raise ValueError(
+            f"{name}: feature map sizes are fixed for {tuple(config_size)}; "
+            f"use config.replace(image_size=..., feature_map_sizes=...) for {tuple(image_size)}")
+    h, w = image_size
+    return tuple((int(math.ceil(h / s)), int(math.ceil(w / s))) for s in head.feature_strides)
+
+
+@functools.lru_cache(maxsize=32)
+def head_anchors(head, image_size, config_size, name="") -> np.ndarray:
+    """float32 ``(N, 4)`` normalised ``(cx, cy, w, h)`` anchors of ``head`` at ``image_size``.
+
+    Memoised on the (frozen, hashable) head and the sizes: the encoder, the
+    model and the decoder share one array.  Do not write into it.
+    """
+    fmaps = head_feature_map_sizes(head, image_size, config_size, name)
+    spec = head.anchor_generator
+    anchors = _GENERATORS[spec.kind](spec, tuple(image_size), fmaps)
     if spec.clip:
         corners = np.concatenate([anchors[:, :2] - anchors[:, 2:] / 2,
                                   anchors[:, :2] + anchors[:, 2:] / 2], 1).clip(0.0, 1.0)
         anchors = np.concatenate([(corners[:, :2] + corners[:, 2:]) / 2,
                                   corners[:, 2:] - corners[:, :2]], 1)
-    return anchors.astype(np.float32)
+    anchors = anchors.astype(np.float32)
+    anchors.setflags(write=False)
+    return anchors
+
+
+def _sizes(config, image_size):
+    size = tuple(int(s) for s in (image_size if image_size is not None else config.image_size))
+    return size, tuple(int(s) for s in config.image_size)
+
+
+def feature_map_sizes(config, image_size=None) -> Tuple[Tuple[int, int], ...]:
+    """``(h, w)`` of each source layer of an SSD ``config`` at ``image_size`` (default: its own)."""
+    return head_feature_map_sizes(config.head, *_sizes(config, image_size), config.name)
+
+
+def num_anchors(config, image_size=None) -> int:
+    """``N``, the anchors of an SSD ``config`` at ``image_size`` (the model's prediction count)."""
+    return int(sum(fh * fw * b for (fh, fw), b in
+                   zip(feature_map_sizes(config, image_size), config.head.boxes_per_cell())))
+
+
+def cached_anchors(config, image_size=None) -> np.ndarray:
+    """``config.anchors(image_size)`` memoised and read-only (:func:`head_anchors`)."""
+    return head_anchors(config.head, *_sizes(config, image_size), config.name)
+
+
+def generate_anchors(config, image_size=None) -> np.ndarray:
+    """float32 ``(N, 4)`` normalised ``(cx, cy, w, h)`` anchors of an SSD ``config`` (a copy).
+
+    ``image_size`` ``(H, W)`` defaults to ``config.image_size``.
+    """
+    return head_anchors(config.head, *_sizes(config, image_size), config.name).copy()

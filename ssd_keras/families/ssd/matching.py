@@ -129,6 +129,25 @@ def encode_targets(gt_boxes, gt_labels, anchors, variances=DEFAULT_VARIANCES,
     return {"labels": labels, "boxes": offsets}
 
 
+def ignore_near_boxes(labels, anchors, ignore_boxes, iou_threshold):
+    """Background anchors near boxes to ignore -> label -1.
+
+    Args:
+        labels: ``(N,)`` int32 anchor labels from :func:`encode_targets`.
+        anchors: ``(N, 4)`` float32 normalised ``(cx, cy, w, h)``.
+        ignore_boxes: ``(q, 4)`` float32 normalised corners (may extend past
+            ``[0, 1]``, e.g. the whole extent of an object cut by a crop).
+        iou_threshold: an anchor with IoU ``>=`` this with some ignore box
+            is ignored when it is background (positives stay positive).
+
+    Returns:
+        ``(N,)`` int32 labels.
+    """
+    iou = pairwise_iou(ignore_boxes, center_to_corners(anchors))           # (q, N)
+    near = tf.reduce_any(iou >= iou_threshold, axis=0)
+    return tf.where(near & tf.equal(labels, 0), -1, labels)
+
+
 def encode_targets_for_config(gt_boxes, gt_labels, config, anchors=None):
     """:func:`encode_targets` with the anchors, variances and thresholds of ``config``."""
     if anchors is None:

@@ -18,10 +18,10 @@ classes; images of a static batch are unrolled, a dynamic batch goes through
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from ssd_keras.boxes import DEFAULT_VARIANCES, decode_boxes
+from ssd_keras.families.base import detections_to_numpy  # noqa: F401  (re-exported)
 
 
 def class_scores(logits, activation):
@@ -119,32 +119,6 @@ def decode_for_config(predictions, config, anchors=None, **overrides):
         anchors = config.anchors()
     return decode_detections(predictions["classification"], predictions["regression"],
                              anchors, **params)
-
-
-def detections_to_numpy(decoded, image_sizes=None, convention="coco"):
-    """Batched decoder output -> list (one per image) of numpy dicts.
-
-    Each dict has ``boxes`` ``(k, 4)``, ``scores`` ``(k,)``, ``labels`` ``(k,)``.
-    Boxes are normalised unless ``image_sizes`` (a list of ``(height, width)``)
-    is given, then in that image's source pixels under ``convention``
-    (``"voc"``: 1-based, ``"coco"``: 0-based; see :mod:`ssd_keras.data.records`).
-    """
-    from ssd_keras.data.records import pixel_boxes
-
-    boxes = np.asarray(decoded["boxes"])
-    scores = np.asarray(decoded["scores"])
-    classes = np.asarray(decoded["classes"])
-    counts = np.asarray(decoded["num_detections"])
-    out = []
-    for i in range(len(counts)):
-        n = int(counts[i])
-        b = boxes[i, :n]
-        if image_sizes is not None:
-            h, w = image_sizes[i]
-            b = pixel_boxes(b, w, h, convention)
-        out.append({"boxes": b.astype(np.float32), "scores": scores[i, :n].astype(np.float32),
-                    "labels": classes[i, :n].astype(np.int32)})
-    return out
 
 
 @keras.saving.register_keras_serializable(package="ssd_keras")
