@@ -39,11 +39,13 @@ def bn_relu6(x, name: str, momentum: float, epsilon: float = BN_EPSILON):
 
 def conv_bn_relu6(x, filters: int, kernel: int, stride: int, name: str, reg, momentum: float,
                   separable: bool = False):
-    """Conv (no bias, ``name``) + BatchNorm + ReLU6 -> ``(B, ceil(h/stride), ceil(w/stride), filters)``.
+    """Conv (no bias, ``name``) + BatchNorm + ReLU6: ``(B, h, w, c)`` -> ``(B, h', w', filters)``.
+
+    ``h' = ceil(h / stride)``, ``w' = ceil(w / stride)`` ('same' padding).
 
     ``separable``: a depthwise-separable conv, initialised N(0, 0.01) as TF OD's
     depthwise layers; otherwise a truncated N(0, 0.03) conv.  ``reg`` regularises
-    every kernel ('same' padding).
+    every kernel.
     """
     if separable:
         conv = keras.layers.SeparableConv2D(

@@ -54,8 +54,11 @@ def concat_predictions(cls_list, box_list):
     Concatenated over sources (axis 1) as ``mbox_conf`` / ``mbox_loc`` when
     there is more than one, then cast to float32 (also under mixed precision).
     """
-    cls = keras.layers.Concatenate(axis=1, name="mbox_conf")(cls_list) if len(cls_list) > 1 else cls_list[0]
-    box = keras.layers.Concatenate(axis=1, name="mbox_loc")(box_list) if len(box_list) > 1 else box_list[0]
+    cls, box = cls_list[0], box_list[0]
+    if len(cls_list) > 1:
+        cls = keras.layers.Concatenate(axis=1, name="mbox_conf")(cls_list)
+    if len(box_list) > 1:
+        box = keras.layers.Concatenate(axis=1, name="mbox_loc")(box_list)
     cls = keras.layers.Activation("linear", dtype="float32", name="classification")(cls)
     box = keras.layers.Activation("linear", dtype="float32", name="regression")(box)
     return cls, box
@@ -122,8 +125,10 @@ def separate_conv_heads(features: Sequence, boxes_per_cell: Sequence[int], num_o
         box_feat = tower(feat, f"{name}_box") if tower else feat
         cls = conv(boxes * c, layer_names.class_conv.format(name), class_bias_init)(cls_feat)
         box = conv(boxes * 4, layer_names.box_conv.format(name))(box_feat)
-        cls_out.append(keras.layers.Reshape((-1, c), name=layer_names.class_reshape.format(name))(cls))
-        box_out.append(keras.layers.Reshape((-1, 4), name=layer_names.box_reshape.format(name))(box))
+        cls_out.append(keras.layers.Reshape(
+            (-1, c), name=layer_names.class_reshape.format(name))(cls))
+        box_out.append(keras.layers.Reshape(
+            (-1, 4), name=layer_names.box_reshape.format(name))(box))
     return concat_predictions(cls_out, box_out)
 
 

@@ -53,7 +53,8 @@ FPN_LAYER_NAMES = {"up": "{name}_up{level}", "crop": "{name}_crop{level}",
                    "merge": "{name}_merge{level}"}
 
 
-def top_down_fpn(features: Sequence, channels: Sequence[int], outputs: Optional[Sequence[int]] = None,
+def top_down_fpn(features: Sequence, channels: Sequence[int],
+                 outputs: Optional[Sequence[int]] = None,
                  smoothed_top_down: bool = True, smooth_top: bool = False,
                  batch_norm: bool = True, activation: Optional[str] = "relu",
                  lateral_batch_norm: bool = False, depthwise: bool = False,
