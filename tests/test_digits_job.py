@@ -100,8 +100,10 @@ def test_presets_and_recipes():
     small = train_config.anchors() * size
     full = eval_config.anchors() * 512
     assert np.allclose(small[:10], full[:10], atol=1e-3)
-    assert digits_job.CPU_RECIPE.steps is None          # as many as fit in the time budget
-    assert digits_job.FULL_RECIPE.steps > digits_job.CPU_RECIPE.max_steps
+    # a fixed step count by default (the same model on every machine), no time budget
+    assert digits_job.CPU_RECIPE.steps == digits_job.DEFAULT_STEPS
+    assert digits_job.CPU_RECIPE.time_budget_minutes is None
+    assert digits_job.FULL_RECIPE.steps > digits_job.CPU_RECIPE.steps
     assert digits_job.FULL_RECIPE.batch_size > digits_job.CPU_RECIPE.batch_size
 
 
@@ -121,3 +123,27 @@ def test_time_budget_stops_training():
     budget.deadline = time.monotonic() - 1
     budget.on_train_batch_end(0)
     assert budget.model.stop_training and budget.stopped_at == 7
+
+
+def test_a_finished_run_is_reused_not_retrained(tiny_run, capsys):
+    out, data, figures = tiny_run
+    stamp = (out / "model.keras").stat().st_mtime_ns
+    capsys.readouterr()
+    code = digits_job.main(["--out", str(out), "--data-dir", str(data), "--figures-dir", str(figures),
+                            "--train-images", "8", "--test-images", "4", "--steps", "3",
+                            "--batch-size", "2", "--time-budget-minutes", "5"])
+    assert code == 0
+    assert "reusing its model and metrics" in capsys.readouterr().out
+    assert (out / "model.keras").stat().st_mtime_ns == stamp
+
+
+def test_time_budget_option_sizes_the_run_and_is_recorded():
+    import argparse
+    parser = argparse.ArgumentParser()
+    digits_job.register(parser.add_subparsers())
+    args = parser.parse_args(["digits", "--time-budget-minutes", "7"])
+    recipe = digits_job.recipe_from_args(args)
+    assert recipe.steps is None and recipe.time_budget_minutes == 7
+    assert recipe.to_dict()["time_budget_minutes"] == 7           # into recipe.json
+    default = digits_job.recipe_from_args(parser.parse_args(["digits"]))
+    assert default.steps == digits_job.DEFAULT_STEPS and default.time_budget_minutes is None

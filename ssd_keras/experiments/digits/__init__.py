@@ -7,5 +7,6 @@
 The digits *dataset* (generator and reader) is library data, in
 :mod:`ssd_keras.data.digits`.
 """
+from ssd_keras.experiments.digits import presets  # noqa: F401  (registers the experiment's presets)
 from ssd_keras.experiments.digits.job import (CPU_RECIPE, FULL_RECIPE, DigitsRecipe,  # noqa: F401
                                               detector_configs, run_digits)

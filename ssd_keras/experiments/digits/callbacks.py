@@ -42,6 +42,7 @@ class ProgressLine(keras.callbacks.Callback):
         self._t0 = self._tl = time.monotonic()
         self._sl = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         self._start = self._sl
+        self._expected_said = False
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -55,8 +56,14 @@ class ProgressLine(keras.callbacks.Callback):
         if self.deadline is not None:
             eta = min(eta, max(self.deadline - now, 0.0))
         logs = logs or {}
-        losses = " ".join(f"{k.replace('_loss', '')}={float(logs[k]):.4f}"
-                          for k in ("loss", "classification_loss", "localization_loss") if k in logs)
+        losses = " ".join(f"{k.replace('_loss', '')}={float(v):.4f}" for k, v in logs.items()
+                          if k.endswith("loss") and k != "regularization_loss")
+        if not self._expected_said and step > self._start:
+            # the first interval includes tracing, so the estimate errs long
+            self.print_fn(f"expected training time about {duration(elapsed + eta)} at the "
+                          f"{overall:.2f} steps/s of the first {step - self._start} steps "
+                          f"on this machine now", flush=True)
+            self._expected_said = True
         self.print_fn(f"step {step}/{self.total_steps}  {losses}  {rate:.2f} steps/s  "
                       f"elapsed {duration(elapsed)}  ETA {duration(eta)}", flush=True)
         self._tl, self._sl = now, step
