@@ -3,7 +3,7 @@
 Saved ``.keras`` files (weights stored by layer class and position), the legacy
 ``.h5`` importer and the shipped ImageNet backbone (matched by layer name) all
 rely on the exact layers each builder makes.  ``data/model_fingerprints.json``
-records, per preset, a hash of the ordered ``(layer name, class)`` and
+records, per preset (CenterNet ones included), a hash of the ordered ``(layer name, class)`` and
 ``(weight path, shape)`` lists; for a few tiny configs also the sums of the
 seeded initial weights (the initializer order) and of the outputs on a fixed
 input.  A failure means a builder changed its graph: if that is intended (it
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402  (registers the tiny_test architecture)
 
 from ssd_keras import presets  # noqa: E402
+from ssd_keras.models import base  # noqa: E402
 from ssd_keras.models.base import SSDModel  # noqa: E402
 
 FINGERPRINTS = Path(__file__).parent / "data" / "model_fingerprints.json"
@@ -87,7 +88,8 @@ def numeric_fingerprint(model, config) -> dict:
 
 def _build(config):
     keras.utils.set_random_seed(0)
-    return SSDModel(config)
+    # every family's model class (the CenterNet presets too), where the seam provides one
+    return getattr(base, "DetectorModel", SSDModel)(config)
 
 
 def compute() -> dict:
