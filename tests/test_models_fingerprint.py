@@ -3,10 +3,10 @@
 Saved ``.keras`` files (weights stored by layer class and position), the legacy
 ``.h5`` importer and the shipped ImageNet backbone (matched by layer name) all
 rely on the exact layers each builder makes.  ``data/model_fingerprints.json``
-records, per preset (CenterNet ones included), a hash of the ordered ``(layer name, class)`` and
-``(weight path, shape)`` lists; for a few tiny configs also the sums of the
-seeded initial weights (the initializer order) and of the outputs on a fixed
-input.  A failure means a builder changed its graph: if that is intended (it
+records, per preset (CenterNet ones included), a hash of the ordered
+``(layer name, class)`` and ``(weight path, shape)`` lists; for a few tiny
+configs also the sums of the seeded initial weights (the initializer order)
+and of the outputs on a fixed input.  A failure means a builder changed its graph: if that is intended (it
 breaks every saved model), regenerate with
 ``python tests/test_models_fingerprint.py --write`` and say so in the commit.
 """
