@@ -1,4 +1,4 @@
-"""Model graphs stay put: layer names/classes and weight names/shapes per preset, outputs on tiny configs.
+"""Model graphs stay put: layer and weight names/shapes per preset, outputs on tiny configs.
 
 Saved ``.keras`` files (weights stored by layer class and position), the legacy
 ``.h5`` importer and the shipped ImageNet backbone (matched by layer name) all
@@ -6,8 +6,8 @@ rely on the exact layers each builder makes.  ``data/model_fingerprints.json``
 records, per preset (CenterNet ones included), a hash of the ordered
 ``(layer name, class)`` and ``(weight path, shape)`` lists; for a few tiny
 configs also the sums of the seeded initial weights (the initializer order)
-and of the outputs on a fixed input.  A failure means a builder changed its graph: if that is intended (it
-breaks every saved model), regenerate with
+and of the outputs on a fixed input.  A failure means a builder changed its
+graph: if that is intended (it breaks every saved model), regenerate with
 ``python tests/test_models_fingerprint.py --write`` and say so in the commit.
 """
 from __future__ import annotations
