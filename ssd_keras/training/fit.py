@@ -18,7 +18,7 @@ divide is an error) and the learning rate stays as configured, so the same
 config is the same recipe on 1, 4 or 8 devices -- the reference (batch 32 at
 1e-3, which Caffe ran as 4 GPUs x 8) included.  Each replica's loss is
 normalised by the positive anchors of the whole global batch and the
-replicas' gradients are summed (see :meth:`ssd_keras.models.base.SSDModel.compute_loss`),
+replicas' gradients are summed (see :meth:`ssd_keras.models.base.DetectorModel.compute_loss`),
 so a step on ``R`` replicas is the single-device step on the same batch.
 The linear scaling rule (Goyal et al. 2017: a ``k`` times larger batch at a
 ``k`` times larger rate) stays available as ``scale_lr_with_replicas=True``
@@ -58,29 +58,33 @@ def evenly_spaced(records: Sequence, count: Optional[int]) -> list:
 
 
 def make_loss_evaluator(model, dataset, steps: Optional[int] = None, strategy=None):
-    """``fn() -> {classification_loss, localization_loss, regularization_loss, total_loss}``.
+    """``fn() -> {<name>_loss..., regularization_loss, total_loss}``: the model's loss metrics.
 
-    Means over ``steps`` batches (``None``: one pass) of ``dataset``
-    (``(images, {"labels", "boxes"})``), computed without touching the
-    model's training loss trackers (``model.evaluate`` would reset them).
+    The names are the family's (SSD: ``classification_loss``,
+    ``localization_loss``; CenterNet: ``object_center_loss``, ...; see
+    :func:`~ssd_keras.models.base.loss_metric_names`).  Means over ``steps``
+    batches (``None``: one pass) of ``dataset`` (``(images, targets)``),
+    computed without touching the model's training loss trackers
+    (``model.evaluate`` would reset them).
     """
     import tensorflow as tf
 
     strategy = strategy or tf.distribute.get_strategy()
 
     replicas = strategy.num_replicas_in_sync
+    parts_names = model.family.loss_names
+    names = tuple(f"{n}_loss" for n in parts_names) + ("regularization_loss",)
 
     def step_fn(images, targets):
         # Each replica's parts are its share of the global batch's loss
-        # (SSDModel.loss_components) and each holds the whole weight decay:
+        # (DetectorModel.loss_components) and each holds the whole weight decay:
         # the SUM over replicas of (parts, reg / R) is the global batch's value.
         pred = model(images, training=False)
         parts = model.loss_components(targets, pred)
         reg = tf.zeros((), tf.float32)
         for loss in model.losses:
             reg = reg + tf.cast(tf.reduce_sum(loss), tf.float32)
-        return tf.stack([tf.cast(parts["classification"], tf.float32),
-                         tf.cast(parts["localization"], tf.float32), reg / replicas])
+        return tf.stack([tf.cast(parts[n], tf.float32) for n in parts_names] + [reg / replicas])
 
     @tf.function
     def distributed_step(images, targets):
@@ -92,12 +96,11 @@ def make_loss_evaluator(model, dataset, steps: Optional[int] = None, strategy=No
         data = strategy.experimental_distribute_dataset(data)
 
     def evaluate():
-        sums, n = np.zeros(3), 0
+        sums, n = np.zeros(len(names)), 0
         for images, targets in data:
             sums += distributed_step(images, targets).numpy()
             n += 1
         means = sums / max(n, 1)
-        names = ("classification_loss", "localization_loss", "regularization_loss")
         out = dict(zip(names, means.tolist()))
         out["total_loss"] = float(means.sum())
         return out
@@ -151,7 +154,7 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
             (:func:`ssd_keras.run_report.write_run_report`).
 
     Returns:
-        ``(model, history)``: the trained :class:`~ssd_keras.models.base.SSDModel`
+        ``(model, history)``: the trained :class:`~ssd_keras.models.base.DetectorModel`
         and ``logs/train_log.csv`` as a DataFrame (the whole run, resumed parts included).
 
     Raises:
@@ -162,7 +165,7 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
     import tensorflow as tf
 
     from ssd_keras.config import DetectorConfig
-    from ssd_keras.models.base import SSDModel
+    from ssd_keras.models.base import DetectorModel
     from ssd_keras.weights.loading import load_initial_weights
 
     if isinstance(config, str):
@@ -197,7 +200,7 @@ def train(config, train_records=None, run_dir: str = "runs/ssd", train_config: T
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with strategy.scope():
-            model = SSDModel(config)   # starting weights below, only for a new run
+            model = DetectorModel(config)   # any family; starting weights below, only for a new run
             for name in tc.frozen_layers:
                 try:
                     model.get_layer(name).trainable = False
