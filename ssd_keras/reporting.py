@@ -348,6 +348,7 @@ def run_summary(run_dir: str) -> dict:
     metrics = _read_json(os.path.join(run_dir, "metrics.json"))
     train_config = _read_json(os.path.join(run_dir, "train_config.json"))
     config = _read_json(os.path.join(run_dir, "config.json"))
+    run_info = _read_json(os.path.join(run_dir, "run_info.json"))   # experiment jobs write it
     log_path = os.path.join(run_dir, "logs", "train_log.csv")
     last = {}
     if os.path.exists(log_path):
@@ -360,6 +361,8 @@ def run_summary(run_dir: str) -> dict:
         "total_classes": config.get("num_classes"),
         "steps": int(last["step"]) if "step" in last else metrics.get("step"),
         "elapsed_seconds": last.get("elapsed_seconds"),
+        "train_cpu_seconds": run_info.get("train_cpu_seconds"),
+        "detector": config.get("name"),
         "metrics": metrics,
         "losses": {k: last[k] for k in loss_columns(list(last))},
     }
@@ -370,8 +373,11 @@ def experiment_tables(run_dirs: Sequence[str], names: Optional[Sequence[str]] = 
 
     Returns:
         ``{"runs", "average_precision", "average_recall", "loss"}`` DataFrames,
-        each with a ``No`` column (1, 2, ...).  ``runs``: ``No, name, batch
-        size, training time`` ("2h 29m 41s"); the AP / AR tables use the
+        each with a ``No`` column (1, 2, ...).  ``runs``: ``No, name, detector,
+        batch size, steps, training time`` ("2h 29m 41s", wall, from the loss
+        log) and ``training CPU time`` (process CPU seconds of all threads,
+        from ``run_info.json`` where an experiment job wrote one: the measure
+        that does not depend on what else the machine was running); the AP / AR tables use the
         ``metrics.json`` COCO keys (``AP``...``ARl``; -1 where COCO has no
         objects of a size) with the reference column names; ``loss``: the
         last logged interval's losses under each run's own names
@@ -385,8 +391,10 @@ def experiment_tables(run_dirs: Sequence[str], names: Optional[Sequence[str]] = 
     runs, ap, ar, loss = [], [], [], []
     for no, s in enumerate(summaries, start=1):
         tail = {"steps": s["steps"], "total_classes": s["total_classes"]}
-        runs.append({"No": no, "name": s["name"], "batch size": s["batch_size"],
-                     "training time": format_duration(s["elapsed_seconds"])})
+        runs.append({"No": no, "name": s["name"], "detector": s["detector"],
+                     "batch size": s["batch_size"], "steps": s["steps"],
+                     "training time": format_duration(s["elapsed_seconds"]),
+                     "training CPU time": format_duration(s["train_cpu_seconds"])})
         ap.append({"No": no, **{label: s["metrics"].get(k, np.nan) for k, label in AP_COLUMNS},
                    **tail})
         ar.append({"No": no, **{label: s["metrics"].get(k, np.nan) for k, label in AR_COLUMNS},
@@ -420,18 +428,20 @@ def tables_markdown(tables: Mapping[str, pd.DataFrame], decimals: int = 3) -> st
     """The tables of :func:`experiment_tables` as the research log's markdown.
 
     The runs table becomes the list ``- 1 = name | BATCH_SIZE = 12 | training
-    time = 2h 29m 41s``; the others ``**Average Precision**`` etc. tables.
+    time = 2h 29m 41s`` (``| CPU time = ...`` where known); the others ``**Average Precision**`` etc. tables.
     """
     parts = []
     if "runs" in tables:
         items = []
-        for row in tables["runs"].itertuples(index=False):
-            no, name, batch, duration = row
-            item = f"- {no} = {name}"
+        for row in tables["runs"].to_dict("records"):
+            item = f"- {row['No']} = {row['name']}"
+            batch = row.get("batch size")
             if batch is not None and not (isinstance(batch, float) and np.isnan(batch)):
                 item += f" | BATCH_SIZE = {int(batch)}"
-            if duration:
-                item += f" | training time = {duration}"
+            if row.get("training time"):
+                item += f" | training time = {row['training time']}"
+            if row.get("training CPU time"):
+                item += f" | CPU time = {row['training CPU time']}"
             items.append(item)
         parts.append("\n".join(items))
     for key, title in TABLE_TITLES.items():

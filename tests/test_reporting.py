@@ -120,8 +120,11 @@ def test_experiment_tables(tmp_path):
     b = write_run(tmp_path, "custom_ssd_5", batch=8, num_classes=21, elapsed=3600 + 61,
                   metrics={**metrics, "APs": -1.0, "ARs": -1.0}, steps=(10000, 20000))
     tables = reporting.experiment_tables([a, b])
-    assert list(tables["runs"].columns) == ["No", "name", "batch size", "training time"]
+    assert list(tables["runs"].columns) == ["No", "name", "detector", "batch size", "steps",
+                                            "training time", "training CPU time"]
     assert tables["runs"]["training time"].tolist() == ["2h 29m 41s", "1h 1m 1s"]
+    assert tables["runs"]["training CPU time"].tolist() == ["", ""]     # no run_info.json
+    assert tables["runs"]["steps"].tolist() == [15000, 20000]
     assert list(tables["average_precision"].columns) == [
         "No", "mAP", "mAP @.50IOU", "mAP @.75IOU", "mAP (small)", "mAP (medium)",
         "mAP (large)", "steps", "total_classes"]
