@@ -5,7 +5,7 @@ warm-up, over ``--steps`` steps:
 
 * ``pipeline``  -- the training stream alone (crops or resized images + target encoding),
 * ``step``      -- ``model.fit`` on one cached batch repeated (the model + loss + optimizer alone),
-* ``step+xla``  -- the same with ``jit_compile=True``,
+* ``step+xla``  -- the same with ``jit_compile=True`` (``--no-xla`` skips it),
 * ``fit``       -- ``model.fit`` on the real stream (what the job does),
 
 each as wall ms per batch and process CPU ms per batch (user + system, all
@@ -44,7 +44,7 @@ def _timed(fn, n):
     return 1000 * (time.perf_counter() - w0) / n, 1000 * (_cpu() - c0) / n
 
 
-def measure(recipe, records, steps, warmup=5):
+def measure(recipe, records, steps, warmup=5, xla=True):
     train_config, _ = job.detector_configs(recipe)
     rows = {}
     ds = job.training_dataset(recipe, train_config, records)
@@ -58,7 +58,7 @@ def measure(recipe, records, steps, warmup=5):
     rows["pipeline"] = _timed(pull, steps)
 
     batch = ds.take(1).cache().repeat()
-    for name, jit in (("step", False), ("step+xla", True)):
+    for name, jit in (("step", False), ("step+xla", True))[:2 if xla else 1]:
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
         model = ssd_keras.build_model(train_config)
@@ -79,6 +79,9 @@ def main(argv=None):
     parser.add_argument("--recipes", nargs="+", default=["main"],
                         help=f"'main' and/or comparison runs: {', '.join(compare.COMPARISON)}")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--no-xla", action="store_true",
+                        help="skip the jit_compile step (XLA:CPU compiles MobileNet for tens of "
+                             "minutes on 2 cores)")
     parser.add_argument("--data-dir", default="data/digits")
     args = parser.parse_args(argv)
     generate_digits_dataset(args.data_dir, {"train": 800, "test": 200}, seed=2020, progress=False)
@@ -87,7 +90,7 @@ def main(argv=None):
           f"(ms per batch; CPU ms = all threads of this process)")
     for name in args.recipes:
         recipe = job.CPU_RECIPE if name == "main" else compare.COMPARISON[name]
-        rows = measure(recipe, records, args.steps)
+        rows = measure(recipe, records, args.steps, xla=not args.no_xla)
         print(f"\n{name}: {recipe.preset}, input {recipe.input}, batch {recipe.batch_size}")
         for k, (wall, cpu) in rows.items():
             print(f"  {k:9s} wall {wall:8.1f} ms   CPU {cpu:8.1f} ms")

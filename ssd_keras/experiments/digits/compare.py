@@ -40,4 +40,6 @@ COMPARISON = {
         preset="ssd_mobilenet_v2_fpnlite_320_digits", steps=450, **_MOBILENET),
     "ssd_mobilenet_v2_fpnlite_320_imagenet": DigitsRecipe(
         preset="ssd_mobilenet_v2_fpnlite_320_digits", steps=450, weights="imagenet", **_MOBILENET),
+    "centernet_digits": DigitsRecipe(preset="centernet_digits", steps=1500, batch_size=32,
+                                     learning_rate=2e-3, warmup_steps=50),
 }
