@@ -52,7 +52,7 @@ def test_digits_writes_every_promised_file(tiny_run):
 def test_saved_model_loads_at_the_evaluation_size(tiny_run):
     out, _, _ = tiny_run
     model = keras.saving.load_model(str(out / "model.keras"))
-    assert isinstance(model, ssd_keras.SSDModel)
+    assert isinstance(model, ssd_keras.DetectorModel)
     assert tuple(model.detector_config.image_size) == (512, 512)
     assert model.detector_config.num_classes == 10
     detections = model.detect(np.zeros((1, 512, 512, 3), np.float32))
@@ -69,7 +69,7 @@ def test_saved_model_loads_after_plain_import(tiny_run):
     res = subprocess.run([sys.executable, "-c", code, str(out / "model.keras")],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "SSDModel digits_convnet" in res.stdout
+    assert "DetectorModel digits_convnet" in res.stdout
 
 
 def test_evaluate_command_on_the_saved_model(tiny_run, capsys):

@@ -168,7 +168,7 @@ def test_keras_round_trip_is_bit_identical(make, tmp_path):
     model.save(path)
     keras.backend.clear_session()
     loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, ssd_keras.SSDModel)
+    assert isinstance(loaded, ssd_keras.DetectorModel)
     assert loaded.detector_config == config
     after = predict(loaded, x)
     for key in ("classification", "regression"):

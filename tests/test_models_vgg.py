@@ -56,7 +56,7 @@ def test_save_load_bit_identical(ssd300, tmp_path):
     path = tmp_path / "m.keras"
     ssd300.save(path)
     loaded = keras.saving.load_model(path)   # safe mode, no custom_objects
-    assert isinstance(loaded, ssd_keras.SSDModel)
+    assert isinstance(loaded, ssd_keras.DetectorModel)
     assert loaded.detector_config == ssd300.detector_config
     after = loaded.predict(x, verbose=0)
     for k in before:

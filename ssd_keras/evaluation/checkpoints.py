@@ -43,10 +43,10 @@ def evaluate_checkpoints(run_dir: str, records: Sequence, metric: str = "voc07",
     """
     from ssd_keras.config import DetectorConfig
     from ssd_keras.evaluation.runner import class_names_of, evaluate_records
-    from ssd_keras.models.base import SSDModel
+    from ssd_keras.models.base import DetectorModel
 
     config = DetectorConfig.from_json(os.path.join(os.fspath(run_dir), "config.json"))
-    model = SSDModel(config)   # every weight comes from the checkpoints
+    model = DetectorModel(config)   # every weight comes from the checkpoints
     names = class_names_of(model)
     rows = []
     for step, path in checkpoint_steps(run_dir).items():

@@ -30,6 +30,15 @@ Conventions at the seam
   ``1..K`` (0 = padding), ``num_detections`` ``(B,)`` int32;
 * the decoder layer returns the same dict with ``boxes`` in pixels of the model
   input (what ``build_inference_model`` and :mod:`ssd_keras.export` consume).
+
+Who calls what: ``DetectorConfig`` (``head_from_dict``, ``check_config``),
+:func:`ssd_keras.models.base.build_detector_graph` (``build_head``,
+``check_outputs``), :class:`~ssd_keras.models.base.DetectorModel`
+(``loss_normalizer``, ``loss``, ``decode``), :mod:`ssd_keras.data.pipeline` and
+the digits crops (``target_encoder``), :func:`~ssd_keras.models.base.build_inference_model`
+and the exporters (``decoder_layer``), ``evaluation.runner.predict_records``
+(``decode``).  A new family is a subclass registered with
+:func:`register_family` (see ``tests/test_families.py`` for a complete toy one).
 """
 from __future__ import annotations
 
@@ -46,7 +55,8 @@ BUILTIN_FAMILIES = {"ssd": "ssd_keras.families.ssd.family",
 
 
 class DetectorFamily:
-    """Base class of a detector family; subclasses override every method.
+    """Base class of a detector family; subclasses override every method (the two
+    ``check_*`` hooks are optional).
 
     Attributes:
         kind: the ``kind`` of this family's head config (``"ssd"``, ``"centernet"``).

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from ssd_keras import presets, pretrained
-from ssd_keras.models.base import SSDModel
+from ssd_keras.models.base import DetectorModel
 from ssd_keras.models.vgg import reduce_vgg16_weights, vgg16_arrays_to_ssd
 from ssd_keras.weights.by_name import load_layer_weights
 from ssd_keras.weights.legacy import load_legacy_h5
@@ -208,7 +208,7 @@ def load_initial_weights(model, weights=None) -> None:
     (``True``: the shipped ImageNet file; a path: that file) is loaded first,
     then ``weights`` (as :func:`load_into` takes them).  Nothing is read when
     neither is set -- and callers that overwrite every weight anyway (a resumed
-    run, a checkpoint) build with ``SSDModel(config)`` and skip this.
+    run, a checkpoint) build with ``DetectorModel(config)`` and skip this.
     """
     backbone = model.detector_config.backbone.get("imagenet_weights", False)
     if backbone:
@@ -217,10 +217,10 @@ def load_initial_weights(model, weights=None) -> None:
         load_into(model, weights)
 
 
-def build_model(config, weights=None) -> SSDModel:
+def build_model(config, weights=None) -> DetectorModel:
     """Build the detector for ``config`` (a DetectorConfig or a preset name), with its weights.
 
-    Building (``SSDModel(config)``, also what ``keras.saving.load_model`` does)
+    Building (``DetectorModel(config)``, also what ``keras.saving.load_model`` does)
     never loads weights; this function then loads, in order, the backbone named
     by ``config.backbone["imagenet_weights"]`` (``True``: the shipped ImageNet
     file for MobileNet presets; a path: that file) and ``weights``
@@ -237,6 +237,6 @@ def build_model(config, weights=None) -> SSDModel:
     """
     if isinstance(config, str):
         config = presets.get(config)
-    model = SSDModel(config)
+    model = DetectorModel(config)
     load_initial_weights(model, weights)
     return model

@@ -53,14 +53,16 @@ def ssd_target_encoder(config, image_size=None):
     return encode
 
 
-_DECODE_KEYS = ("score_threshold", "iou_threshold", "max_detections", "max_detections_per_class",
-                "activation", "variances", "clip_boxes")
+#: what the decoder layer takes (the saved inference model keeps exactly these)
+_LAYER_KEYS = ("score_threshold", "iou_threshold", "max_detections", "max_detections_per_class")
+#: the function also takes the box coder and activation (:func:`decode_for_config`)
+_DECODE_KEYS = _LAYER_KEYS + ("activation", "variances", "clip_boxes")
 
 
-def _check_overrides(overrides):
-    unknown = sorted(set(overrides) - set(_DECODE_KEYS))
+def _check_overrides(overrides, known=_DECODE_KEYS):
+    unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise ValueError(f"SSD decoding: unknown override(s) {unknown}; known: {list(_DECODE_KEYS)}")
+        raise ValueError(f"SSD decoding: unknown override(s) {unknown}; known: {list(known)}")
 
 
 class SSDFamily(DetectorFamily):
@@ -105,7 +107,7 @@ class SSDFamily(DetectorFamily):
 
     def decoder_layer(self, config, **overrides):
         from ssd_keras.families.ssd.postprocess import DecodeDetections
-        _check_overrides(overrides)
+        _check_overrides(overrides, _LAYER_KEYS)
         return DecodeDetections(config, name="detections", **overrides)
 
 
