@@ -176,3 +176,24 @@ def test_digits_family_converts(photos, tmp_path):
         out = runner(fmt, export.export(model, fmt, str(tmp_path / name)))(small)
         got = np.sort(out["detection_scores"][0, :int(out["num_detections"][0])])[::-1][:20]
         np.testing.assert_allclose(got, ref, atol=1e-5, err_msg=fmt)
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
+def test_centernet_exports_through_its_family_decoder(tmp_path, fmt):
+    """Another family exports unchanged: CenterNet's peak decoder inside the graph, same detections."""
+    from ssd_keras import presets
+    from ssd_keras.models.base import DetectorModel
+
+    config = presets.get("centernet_digits").replace(
+        image_size=(64, 64), head_channels=8,
+        backbone=dict(widths=(8, 8, 16), blocks=(1, 1, 1), fpn_channels=(8, 16)))
+    model = DetectorModel(config)
+    path = export.export(model, fmt, str(tmp_path / ("cn.tflite" if fmt == "tflite" else "cn")))
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    out = runner(fmt, path)(image[None])
+    ref = keras_detections(model, image)          # untrained: ~0.11 scores, all 100 peaks kept
+    n = int(out["num_detections"][0])
+    assert n == len(ref["scores"]) == config.head.max_detections
+    np.testing.assert_allclose(out["detection_scores"][0], ref["scores"], atol=TOL)
+    np.testing.assert_allclose(out["detection_boxes"][0][:, [1, 0, 3, 2]], ref["boxes"], atol=TOL)
+    np.testing.assert_array_equal(out["detection_classes"][0], ref["labels"])
