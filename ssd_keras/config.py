@@ -144,14 +144,14 @@ class DetectorConfig(JsonConfig):
         own = {f.name for f in dataclasses.fields(self)}
         head_changes = {k: v for k, v in changes.items() if k not in own}
         if head_changes:
-            head_fields = {f.name for f in dataclasses.fields(self.head)}
+            head = _head_from(changes.get("head", self.head))
+            head_fields = {f.name for f in dataclasses.fields(head)} - {"kind"}
             unknown = sorted(set(head_changes) - head_fields)
             if unknown:
-                raise ValueError(f"{self.name}: unknown field(s) {unknown} for a {self.head.kind} "
-                                 f"detector config; known: {sorted(own | head_fields - {'kind'})}")
-            head = changes.get("head", self.head)
+                raise ValueError(f"{self.name}: unknown field(s) {unknown} for a {head.kind} "
+                                 f"detector config; known: {sorted(own | head_fields)}")
             changes = {k: v for k, v in changes.items() if k in own}
-            changes["head"] = dataclasses.replace(_head_from(head), **head_changes)
+            changes["head"] = dataclasses.replace(head, **head_changes)
         return dataclasses.replace(self, **changes)
 
     # ---------------------------------------------------------------- family

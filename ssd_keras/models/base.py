@@ -209,7 +209,7 @@ class DetectorModel(keras.Model):
         Returns:
             ``[{"boxes": (k, 4) normalised corners, "scores": (k,), "labels": (k,)}]``.
         """
-        from ssd_keras.families.ssd.postprocess import detections_to_numpy
+        from ssd_keras.families.base import detections_to_numpy
 
         images = np.asarray(images, np.float32)
         out = []
