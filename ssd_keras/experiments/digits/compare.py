@@ -43,3 +43,46 @@ COMPARISON = {
     "centernet_digits": DigitsRecipe(preset="centernet_digits", steps=1500, batch_size=32,
                                      learning_rate=2e-3, warmup_steps=50),
 }
+
+
+def run_comparison(rows=None, run_root: str = "runs/compare", main_run: str = "runs/digits",
+                   data_dir=None, verbose: bool = True) -> dict:
+    """Train (or reuse) the comparison rows; ``{row: metrics}``.
+
+    Each row runs in ``run_root/<row>`` (the main job's row in ``main_run``); a
+    folder holding the row's finished run is reused (see
+    :func:`~ssd_keras.experiments.digits.job.run_digits`).
+    """
+    from ssd_keras.experiments.digits.job import run_digits
+
+    results = {}
+    for name in rows or COMPARISON:
+        if name not in COMPARISON:
+            raise ValueError(f"unknown comparison row {name!r}; rows: {', '.join(COMPARISON)}")
+        out = main_run if name == "digits_convnet" else f"{run_root}/{name}"
+        results[name] = run_digits(COMPARISON[name], out_dir=out, data_dir=data_dir,
+                                   figures_dir=None, verbose=verbose)
+    return results
+
+
+def main(argv=None) -> int:
+    """``python -m ssd_keras.experiments.digits.compare [ROW ...]``: run the comparison rows."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the digits comparison rows (notebook 05).")
+    parser.add_argument("rows", nargs="*", help=f"rows (default all): {', '.join(COMPARISON)}")
+    parser.add_argument("--run-root", default="runs/compare")
+    parser.add_argument("--main-run", default="runs/digits")
+    parser.add_argument("--data-dir", help="dataset folder (default data/digits)")
+    args = parser.parse_args(argv)
+    unknown = [r for r in args.rows if r not in COMPARISON]
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(unknown)}; rows: {', '.join(COMPARISON)}")
+    for name, m in run_comparison(args.rows, args.run_root, args.main_run, args.data_dir).items():
+        print(f"{name:40s} AP {m['AP']:.3f}  AP50 {m['AP50']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())
