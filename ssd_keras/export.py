@@ -170,7 +170,7 @@ def run_export(args: argparse.Namespace) -> int:
     from ssd_keras.evaluation.cli import decode_overrides, load_detector
 
     model = load_detector(args.model)
-    overrides = decode_overrides(args)
+    overrides = decode_overrides(args, model.detector_config)
     config = model.detector_config
     print(f"export: {args.model} ({config.name}, input {tuple(config.image_size)}, "
           f"{config.num_classes} classes) -> {args.format} {args.out}", flush=True)

@@ -226,3 +226,21 @@ def test_train_logs_evaluates_and_tabulates_the_toy_family(records, tmp_path):
     assert sorted(os.path.basename(p) for p in paths if p.endswith(".svg")) == [
         "Loss_box_loss.svg", "Loss_label_loss.svg", "Loss_regularization_loss.svg",
         "Loss_total_loss.svg"]
+
+
+def test_command_line_decode_flags_are_checked_against_the_family():
+    from argparse import Namespace
+
+    from ssd_keras import presets
+    from ssd_keras.evaluation.cli import decode_overrides
+    from ssd_keras.usage import UsageError
+
+    args = Namespace(score_threshold=0.2, iou_threshold=0.5, max_detections=None)
+    assert decode_overrides(args, presets.get("digits_convnet")) == {
+        "score_threshold": 0.2, "iou_threshold": 0.5}
+    with pytest.raises(UsageError, match="--iou-threshold: a centernet detector's decoder has no "
+                                         "such setting"):
+        decode_overrides(args, presets.get("centernet_digits"))
+    with pytest.raises(UsageError, match="--score-threshold: a one_box detector"):
+        decode_overrides(Namespace(score_threshold=0.2, iou_threshold=None, max_detections=None),
+                         one_box_config())

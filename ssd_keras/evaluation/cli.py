@@ -31,12 +31,12 @@ from ssd_keras.usage import UsageError, choices
 
 
 def _register_builders() -> None:
-    """Import ssd_keras: it registers the layers, SSDModel and every architecture."""
+    """Import ssd_keras: it registers the layers, the model classes and every architecture."""
     import ssd_keras  # noqa: F401
 
 
 def load_detector(path: str):
-    """A saved :class:`~ssd_keras.models.base.SSDModel` (``.keras``)."""
+    """A saved :class:`~ssd_keras.models.base.DetectorModel` of any family (``.keras``)."""
     import keras
 
     if not os.path.isfile(path):
@@ -136,8 +136,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ssd_keras.evaluation.coco import STAT_NAMES
 
     model = load_detector(args.model)
-    overrides = decode_overrides(args)
-    if "max_detections" in overrides:
+    overrides = decode_overrides(args, model.detector_config)
+    if ("max_detections" in overrides
+            and "max_detections_per_class" in model.detector_config.family.decode_options):
         overrides["max_detections_per_class"] = overrides["max_detections"]
     if args.data:
         from ssd_keras.data.sources import load_data, parse_class_names
@@ -173,11 +174,22 @@ def add_decode_arguments(parser) -> None:
                         help="detections kept per image (model default)")
 
 
-def decode_overrides(args) -> dict:
-    """The decoding overrides the user gave (flags of :func:`add_decode_arguments`)."""
+def decode_overrides(args, config=None) -> dict:
+    """The decoding overrides the user gave (flags of :func:`add_decode_arguments`).
+
+    With the model's ``config``, a flag its family's decoder has no setting for
+    (``--iou-threshold`` for CenterNet, which has no NMS) is a :class:`UsageError`.
+    """
     given = {"score_threshold": args.score_threshold, "iou_threshold": args.iou_threshold,
              "max_detections": args.max_detections}
-    return {k: v for k, v in given.items() if v is not None}
+    given = {k: v for k, v in given.items() if v is not None}
+    if config is not None:
+        known = config.family.decode_options
+        for key in given:
+            if key not in known:
+                raise UsageError(f"--{key.replace('_', '-')}: a {config.head.kind} detector's "
+                                 f"decoder has no such setting (it takes {choices(known)})")
+    return given
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``evaluate`` command."""

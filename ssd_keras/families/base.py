@@ -69,6 +69,9 @@ class DetectorFamily:
     #: names of the raw outputs, the order of an architecture's tuple (see
     #: :func:`ssd_keras.models.base.build_detector_graph`).
     output_names: Tuple[str, ...] = ()
+    #: the decoding overrides :meth:`decode` and :meth:`decoder_layer` take
+    #: (the command lines check their flags against it).
+    decode_options: Tuple[str, ...] = ()
 
     # ---------------------------------------------------------------- config
     def head_from_dict(self, d: dict):

@@ -25,6 +25,7 @@ class CenterNetFamily(DetectorFamily):
     kind = "centernet"
     loss_names = ("object_center", "box_scale", "box_offset")
     output_names = ("object_center", "box_scale", "box_offset")
+    decode_options = _DECODE_KEYS
 
     def head_from_dict(self, d: dict) -> CenterNetHead:
         return CenterNetHead.from_dict(d)

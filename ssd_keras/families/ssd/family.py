@@ -71,6 +71,7 @@ class SSDFamily(DetectorFamily):
     kind = "ssd"
     loss_names = ("classification", "localization")
     output_names = ("classification", "regression")
+    decode_options = _LAYER_KEYS
 
     def head_from_dict(self, d: dict) -> SSDHead:
         return SSDHead.from_dict(d)
