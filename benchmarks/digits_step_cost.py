@@ -91,7 +91,7 @@ def main(argv=None):
     for name in args.recipes:
         recipe = job.CPU_RECIPE if name == "main" else compare.COMPARISON[name]
         rows = measure(recipe, records, args.steps, xla=not args.no_xla)
-        print(f"\n{name}: {recipe.preset}, input {recipe.input}, batch {recipe.batch_size}")
+        print(f"\n{name}: {recipe.preset}, input {recipe.input}, batch {recipe.batch_size}", flush=True)
         for k, (wall, cpu) in rows.items():
             print(f"  {k:9s} wall {wall:8.1f} ms   CPU {cpu:8.1f} ms")
         print(f"  -> {rows['fit'][1] / 1000:.3f} CPU s per training step; 15 CPU min = "
