@@ -32,14 +32,14 @@ _MOBILENET = dict(input="images", batch_size=16, optimizer="adam", learning_rate
 #: row name -> recipe (fixed steps within CPU_BUDGET_SECONDS; the main job excepted).
 COMPARISON = {
     "digits_convnet": CPU_RECIPE,
-    "ssd_mobilenet_v2_320_random": DigitsRecipe(preset="ssd_mobilenet_v2_320_digits", steps=450,
+    "ssd_mobilenet_v2_320_random": DigitsRecipe(preset="ssd_mobilenet_v2_320_digits", steps=280,
                                                 **_MOBILENET),
-    "ssd_mobilenet_v2_320_imagenet": DigitsRecipe(preset="ssd_mobilenet_v2_320_digits", steps=450,
+    "ssd_mobilenet_v2_320_imagenet": DigitsRecipe(preset="ssd_mobilenet_v2_320_digits", steps=280,
                                                   weights="imagenet", **_MOBILENET),
     "ssd_mobilenet_v2_fpnlite_320_random": DigitsRecipe(
-        preset="ssd_mobilenet_v2_fpnlite_320_digits", steps=300, **_MOBILENET),
+        preset="ssd_mobilenet_v2_fpnlite_320_digits", steps=180, **_MOBILENET),
     "ssd_mobilenet_v2_fpnlite_320_imagenet": DigitsRecipe(
-        preset="ssd_mobilenet_v2_fpnlite_320_digits", steps=300, weights="imagenet", **_MOBILENET),
+        preset="ssd_mobilenet_v2_fpnlite_320_digits", steps=180, weights="imagenet", **_MOBILENET),
     "centernet_digits": DigitsRecipe(preset="centernet_digits", steps=1300, batch_size=32,
                                      learning_rate=2e-3, warmup_steps=50),
 }
