@@ -28,7 +28,12 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class ProgressLine(keras.callbacks.Callback):
-    """A line every ``every`` steps: step, losses, steps/s, elapsed, ETA."""
+    """A line every ``every`` steps: step, losses, steps/s, elapsed, ETA.
+
+    At the second line it also prints the expected training time, from the
+    steady rate since the first line (the first interval includes building
+    and tracing the step, which would make the estimate long).
+    """
 
     def __init__(self, total_steps: int, every: int, deadline: Optional[float] = None,
                  print_fn=print):
@@ -43,6 +48,7 @@ class ProgressLine(keras.callbacks.Callback):
         self._sl = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         self._start = self._sl
         self._expected_said = False
+        self._first_line = None          # (time, step) of the first progress line
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -58,11 +64,16 @@ class ProgressLine(keras.callbacks.Callback):
         logs = logs or {}
         losses = " ".join(f"{k.replace('_loss', '')}={float(v):.4f}" for k, v in logs.items()
                           if k.endswith("loss") and k != "regularization_loss")
-        if not self._expected_said and step > self._start:
-            # the first interval includes tracing, so the estimate errs long
-            self.print_fn(f"expected training time about {duration(elapsed + eta)} at the "
-                          f"{overall:.2f} steps/s of the first {step - self._start} steps "
-                          f"on this machine now", flush=True)
+        if self._first_line is None:
+            self._first_line = (now, step)
+        elif not self._expected_said:
+            # from the second interval on: the first one includes building and tracing
+            t1, s1 = self._first_line
+            steady = (step - s1) / max(now - t1, 1e-9)
+            expected = (t1 - self._t0) + (self.total_steps - s1) / max(steady, 1e-9)
+            self.print_fn(f"expected training time about {duration(expected)} at the "
+                          f"{steady:.2f} steps/s of steps {s1}-{step} on this machine now",
+                          flush=True)
             self._expected_said = True
         self.print_fn(f"step {step}/{self.total_steps}  {losses}  {rate:.2f} steps/s  "
                       f"elapsed {duration(elapsed)}  ETA {duration(eta)}", flush=True)
