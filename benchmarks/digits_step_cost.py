@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import time
 
@@ -33,15 +32,10 @@ from ssd_keras.data.digits import generate_digits_dataset, read_digits  # noqa: 
 from ssd_keras.experiments.digits import compare, job  # noqa: E402
 
 
-def _cpu():
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
-
-
 def _timed(fn, n):
-    w0, c0 = time.perf_counter(), _cpu()
+    w0, c0 = time.perf_counter(), job.cpu_seconds()
     fn()
-    return 1000 * (time.perf_counter() - w0) / n, 1000 * (_cpu() - c0) / n
+    return 1000 * (time.perf_counter() - w0) / n, 1000 * (job.cpu_seconds() - c0) / n
 
 
 def measure(recipe, records, steps, warmup=5, xla=True):

@@ -4,9 +4,11 @@ Every row trains on the same 800 generated images and is COCO-evaluated on the
 same 200 test images by :func:`~ssd_keras.experiments.digits.job.run_digits`,
 with a **fixed number of steps** sized so that its training costs at most 15
 CPU minutes (process CPU time, all threads; measured with
-``benchmarks/digits_step_cost.py``; ``run_info.json`` records what each run
-really took).  The main job's row is the default recipe itself (more steps: it
-is the product, sized to about 17 minutes of wall time on 2 idle cores).
+``benchmarks/digits_step_cost.py`` and earlier runs; ``run_info.json``
+records what each run really took -- under CPU contention more: the two SSD
+MobileNet v2 320 rows used 17 CPU minutes beside the CI suite).  The main
+job's row is the default recipe itself (more steps: it is the product, 19 min
+23 s of training on 2 idle cores in the measured run).
 
 * ``digits_convnet`` -- the main job (``python -m ssd_keras digits``);
 * ``ssd_mobilenet_v2_320_{random,imagenet}`` -- the seed's detector (TF OD API
@@ -20,7 +22,6 @@ The MobileNet rows share one recipe (Adam 1e-3, 100-step warm-up, cosine, batch
 """
 from __future__ import annotations
 
-from ssd_keras.experiments.digits import presets as _digits_presets  # noqa: F401  (registers)
 from ssd_keras.experiments.digits.job import CPU_RECIPE, DigitsRecipe
 
 #: CPU budget of one comparison row's training, in CPU seconds (all threads).

@@ -63,7 +63,7 @@ from ssd_keras.usage import UsageError
 # ----------------------------------------------------------------------------- recipe
 
 
-#: optimizer steps of the default CPU recipe: about 17 minutes of training on an idle
+#: optimizer steps of the default CPU recipe: 19 min 23 s of training on an idle
 #: 2-core machine of this project's kind (benchmarks/RESULTS.md), the same model everywhere.
 DEFAULT_STEPS = 2600
 INPUT_MODES = ("crops", "images")
@@ -141,7 +141,7 @@ class DigitsRecipe:
         return dataclasses.replace(self, **changes)
 
 
-#: the default: a fixed 2,600 steps, about 17 minutes of training on 2 idle CPU cores.
+#: the default: a fixed 2,600 steps (19 min 23 s of training on 2 idle CPU cores, measured).
 CPU_RECIPE = DigitsRecipe()
 #: ``--full``: a GPU, more steps and a bigger batch of bigger crops.
 FULL_RECIPE = DigitsRecipe(batch_size=64, steps=20000, learning_rate=2e-3, warmup_steps=500,
@@ -161,7 +161,7 @@ def detector_configs(recipe: DigitsRecipe):
             base.replace(image_size=tuple(int(s) for s in recipe.eval_size)))
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     """CPU seconds (user + system) of this process and its threads so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -295,7 +295,7 @@ def run_digits(recipe: DigitsRecipe, out_dir: str = "runs/digits", data_dir: Opt
 
     # -- training (on crops or whole images)
     t0 = time.monotonic()
-    cpu0 = _cpu_seconds()
+    cpu0 = cpu_seconds()
     deadline = (None if recipe.time_budget_minutes is None
                 else t0 + 60.0 * recipe.time_budget_minutes)
     train_config, eval_config = detector_configs(recipe)
@@ -332,7 +332,7 @@ def run_digits(recipe: DigitsRecipe, out_dir: str = "runs/digits", data_dir: Opt
     n_params = int(model.count_params())
     steps_done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     times["train_seconds"] = time.monotonic() - t0
-    times["train_cpu_seconds"] = _cpu_seconds() - cpu0
+    times["train_cpu_seconds"] = cpu_seconds() - cpu0
     del dataset
 
     # -- evaluation at full size: same weights, same pixel anchors on a larger grid
@@ -421,7 +421,7 @@ def run_command(args: argparse.Namespace) -> int:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``digits`` command."""
     p = subparsers.add_parser(
-        "digits", help="the main job: synthetic digits, train on crops, COCO-evaluate (CPU, ~18 min)",
+        "digits", help="the main job: synthetic digits, train on crops, COCO-evaluate (CPU, ~21 min)",
         description="Generate the synthetic seven-segment digits (cached), train a small SSD on "
                     "crops around the digits, evaluate on the full 512x512 test images with "
                     "pycocotools, and write model, metrics, loss log and loss plots.")
